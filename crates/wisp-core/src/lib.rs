@@ -1,0 +1,21 @@
+//! Plain data shared by every Wisp crate.
+//!
+//! Architecture invariant: this crate knows nothing of Lua, YAML, threads or IO.
+//! Everything here is a value that can be copied between processes.
+
+mod exit;
+mod pid;
+mod value;
+
+pub use exit::{Event, EventKind, ExitResult};
+pub use pid::{HostIndex, Pid, PidParseError};
+pub use value::{Key, Table, Value, ValueError};
+
+/// A message between processes: a topic and copied payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The sender, or `None` when the runtime itself sent it.
+    pub from: Option<Pid>,
+    pub topic: Box<str>,
+    pub payloads: Vec<Value>,
+}

@@ -1,0 +1,121 @@
+use std::fmt;
+
+/// Index of a process host inside one runtime (hosts are numbered as they are declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostIndex(pub u16);
+
+/// A process identifier: a host, a slot in that host's process table and the slot's generation.
+///
+/// The generation makes a PID unique over time: when a slot is reused its generation grows,
+/// so a stale PID never reaches the new occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid {
+    pub host: HostIndex,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl Pid {
+    pub const fn new(host: HostIndex, slot: u32, generation: u32) -> Pid {
+        Pid {
+            host,
+            slot,
+            generation,
+        }
+    }
+
+    /// The number shown after `0x` in the rendered PID: generation in the high half, slot in the low.
+    pub const fn serial(self) -> u64 {
+        ((self.generation as u64) << 32) | self.slot as u64
+    }
+
+    /// Renders the PID as `{host|0x0002a}` given the host's name.
+    pub fn display<'a>(self, host_name: &'a str) -> PidDisplay<'a> {
+        PidDisplay {
+            pid: self,
+            host_name,
+        }
+    }
+
+    /// Splits `{host|0x0002a}` into the host name and a PID for `host`.
+    /// The caller maps the name to a `HostIndex`.
+    pub fn parse_parts(text: &str) -> Result<(&str, u64), PidParseError> {
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .ok_or(PidParseError::Shape)?;
+        let (host, serial) = inner.split_once('|').ok_or(PidParseError::Shape)?;
+        let hex = serial.strip_prefix("0x").ok_or(PidParseError::Shape)?;
+        if host.is_empty() || hex.is_empty() || hex.len() > 16 {
+            return Err(PidParseError::Shape);
+        }
+        let serial = u64::from_str_radix(hex, 16).map_err(|_| PidParseError::Shape)?;
+        Ok((host, serial))
+    }
+
+    pub const fn from_serial(host: HostIndex, serial: u64) -> Pid {
+        Pid {
+            host,
+            slot: serial as u32,
+            generation: (serial >> 32) as u32,
+        }
+    }
+}
+
+pub struct PidDisplay<'a> {
+    pid: Pid,
+    host_name: &'a str,
+}
+
+impl fmt::Display for PidDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{{}|0x{:05x}}}", self.host_name, self.pid.serial())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PidParseError {
+    #[error("not a PID: expected {{host|0x...}}")]
+    Shape,
+    #[error("unknown host `{0}`")]
+    UnknownHost(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_parses_back() {
+        let pid = Pid::new(HostIndex(1), 42, 0);
+        let text = pid.display("app:processes").to_string();
+        assert_eq!(text, "{app:processes|0x0002a}");
+        let (host, serial) = Pid::parse_parts(&text).unwrap();
+        assert_eq!(host, "app:processes");
+        assert_eq!(Pid::from_serial(HostIndex(1), serial), pid);
+    }
+
+    #[test]
+    fn reused_slot_renders_differently() {
+        let a = Pid::new(HostIndex(0), 7, 0).display("h").to_string();
+        let b = Pid::new(HostIndex(0), 7, 1).display("h").to_string();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "{}",
+            "{h|}",
+            "{h|0x}",
+            "{|0x1}",
+            "h|0x1",
+            "{h|0xzz}",
+            "{h|12}",
+            "{h|0x11112222333344445}",
+        ] {
+            assert!(Pid::parse_parts(bad).is_err(), "{bad}");
+        }
+    }
+}
