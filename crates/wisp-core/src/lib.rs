@@ -3,13 +3,15 @@
 //! Architecture invariant: this crate knows nothing of Lua, YAML, threads or IO.
 //! Everything here is a value that can be copied between processes.
 
+mod envelope;
 mod exit;
 mod pid;
 mod value;
 
+pub use envelope::{Envelope, Signal};
 pub use exit::{Event, EventKind, ExitResult};
 pub use pid::{HostIndex, Pid, PidParseError};
-pub use value::{Key, Table, Value, ValueError};
+pub use value::{format_number, Key, Table, Value, ValueError};
 
 /// A message between processes: a topic and copied payloads.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,1 +1,729 @@
-//! wisp-runtime
+//! The composition root of Wisp: hosts with their worker pools and shards, the process table,
+//! routing of sends and signals, exit propagation and the embedding API ([`Node::builder`]).
+//!
+//! Architecture invariants:
+//! - Every process, Lua or native, is reached only through its mailbox in the process table;
+//!   links and monitors are signals in that mailbox, so they keep send order with messages.
+//! - On exit: names are released, the slot is freed, then EXIT goes to monitors and LINK_DOWN
+//!   (error exits only) to links.
+//! - This crate prints nothing: the terminal is a [`TerminalIo`] the embedder passes in, and log
+//!   lines go through `tracing`.
+
+mod native;
+mod table;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Pid, Signal, Value};
+use wisp_lua::{
+    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig,
+    SpawnRequest,
+};
+use wisp_mailbox::Mailbox;
+use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
+use wisp_scheduler::{Pool, PoolConfig, Timers};
+
+pub use native::{Context, NativeFactory, Process, Step};
+pub use wisp_lua::TerminalIo;
+
+use native::{NativeTask, NativeWaker};
+use table::{ProcessTable, Slot};
+
+/// Why a node could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("entry {entry}: {message}")]
+    Entry { entry: String, message: String },
+    #[error("cannot start host {host}: {message}")]
+    Host { host: String, message: String },
+}
+
+/// Why a process could not be started.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpawnError {
+    #[error("unknown entry `{0}`")]
+    UnknownEntry(String),
+    #[error("entry `{0}` cannot run as a process")]
+    NotRunnable(String),
+    #[error("unknown host `{0}`")]
+    UnknownHost(String),
+    #[error("host `{host}` is full ({max} processes)")]
+    HostFull { host: String, max: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Process,
+    Terminal,
+}
+
+/// A host to create: its name (an entry ID), workers and kind.
+#[derive(Debug, Clone)]
+pub struct HostDef {
+    pub name: String,
+    pub kind: HostKind,
+    pub workers: usize,
+    pub shards: usize,
+    pub max_processes: Option<usize>,
+}
+
+enum Code {
+    Lua(Arc<LuaCode>),
+    /// A `library.lua` entry: imported by others, never run as a process.
+    Library,
+    Native(NativeFactory),
+}
+
+struct Host {
+    name: String,
+    kind: HostKind,
+    max_processes: Option<usize>,
+    pool: Mutex<Option<Pool>>,
+    handle: wisp_scheduler::Handle,
+    shards: OnceLock<Vec<Arc<Shard>>>,
+    table: ProcessTable,
+    next_shard: AtomicUsize,
+}
+
+struct NodeInner {
+    hosts: Vec<Host>,
+    host_names: HashMap<String, HostIndex>,
+    code: HashMap<String, Code>,
+    names: NameRegistry,
+    timers: Mutex<Option<Timers>>,
+    watchers: Mutex<HashMap<Pid, mpsc::Sender<ExitResult>>>,
+    terminal: Option<Arc<dyn TerminalIo>>,
+    me: OnceLock<std::sync::Weak<NodeInner>>,
+}
+
+/// A running Wisp runtime.
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+/// Builds a [`Node`] from a registry and native processes.
+pub struct NodeBuilder {
+    registry: Option<Registry>,
+    hosts: Vec<HostDef>,
+    natives: Vec<(String, NativeFactory)>,
+    terminal: Option<Arc<dyn TerminalIo>>,
+    default_workers: usize,
+    shards_per_worker: usize,
+}
+
+/// The host `wisp exec` runs in when the registry declares no terminal host.
+pub const DEFAULT_TERMINAL_HOST: &str = "wisp:terminal";
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl Node {
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            registry: None,
+            hosts: Vec::new(),
+            natives: Vec::new(),
+            terminal: None,
+            default_workers: cores(),
+            shards_per_worker: 4,
+        }
+    }
+
+    /// Starts `entry` on `host` with `args`; the caller is the runtime itself (no parent).
+    pub fn spawn(&self, entry: &str, host: &str, args: Vec<Value>) -> Result<Pid, SpawnError> {
+        self.inner
+            .spawn_process(None, entry, host, args, Default::default())
+    }
+
+    /// Starts `entry` on `host` and returns a receiver of its exit result.
+    pub fn spawn_watched(
+        &self,
+        entry: &str,
+        host: &str,
+        args: Vec<Value>,
+    ) -> Result<(Pid, mpsc::Receiver<ExitResult>), SpawnError> {
+        let (tx, rx) = mpsc::channel();
+        let pid = self
+            .inner
+            .spawn_with(None, entry, host, args, Default::default(), Some(tx))?;
+        Ok((pid, rx))
+    }
+
+    /// Runs `entry` on `host` to its end and returns how it ended (`None` on timeout).
+    pub fn exec(
+        &self,
+        entry: &str,
+        host: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Option<ExitResult>, SpawnError> {
+        let (_, rx) = self.spawn_watched(entry, host, args)?;
+        Ok(rx.recv_timeout(timeout).ok())
+    }
+
+    /// Sends a message from the runtime (its sender is `""` to the receiver).
+    pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
+        let message = Message {
+            from: None,
+            topic: topic.into(),
+            payloads,
+        };
+        self.inner.push(to, Envelope::Message(message))
+    }
+
+    pub fn render_pid(&self, pid: Pid) -> String {
+        self.inner.render_pid(pid)
+    }
+
+    pub fn parse_pid(&self, text: &str) -> Option<Pid> {
+        self.inner.parse_pid(text)
+    }
+
+    pub fn lookup_name(&self, name: &str) -> Option<Pid> {
+        self.inner.names.lookup(name)
+    }
+
+    /// Live processes across all hosts.
+    pub fn process_count(&self) -> usize {
+        self.inner.hosts.iter().map(|h| h.table.len()).sum()
+    }
+
+    /// The name of the terminal host (where `wisp exec` runs its entry).
+    pub fn terminal_host(&self) -> Option<&str> {
+        self.inner
+            .hosts
+            .iter()
+            .find(|h| h.kind == HostKind::Terminal)
+            .map(|h| h.name.as_str())
+    }
+
+    pub fn host_names(&self) -> Vec<String> {
+        self.inner.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// Stops every process and every worker.
+    pub fn shutdown(&self) {
+        let inner = &self.inner;
+        for host in &inner.hosts {
+            for shard in host.shards.get().into_iter().flatten() {
+                shard.shutdown();
+            }
+            for slot in host.table.all() {
+                slot.mailbox.close();
+            }
+        }
+        for host in &inner.hosts {
+            let pool = host.pool.lock().ok().and_then(|mut p| p.take());
+            if let Some(pool) = pool {
+                pool.shutdown();
+            }
+        }
+        let timers = inner.timers.lock().ok().and_then(|mut t| t.take());
+        if let Some(timers) = timers {
+            timers.shutdown();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl NodeBuilder {
+    /// Takes hosts and Lua entries from a loaded registry.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Loads the registry folder `dir`.
+    pub fn registry_dir(self, dir: &Path) -> Result<Self, wisp_registry::LoadErrors> {
+        Ok(self.registry(Registry::load_dir(dir)?))
+    }
+
+    pub fn host(mut self, def: HostDef) -> Self {
+        self.hosts.push(def);
+        self
+    }
+
+    /// A process host with `workers` workers.
+    pub fn process_host(self, name: &str, workers: usize) -> Self {
+        let shards = workers * self.shards_per_worker;
+        self.host(HostDef {
+            name: name.into(),
+            kind: HostKind::Process,
+            workers,
+            shards,
+            max_processes: None,
+        })
+    }
+
+    /// Registers a native process under an entry ID.
+    pub fn native(
+        mut self,
+        entry: &str,
+        factory: impl Fn(Vec<Value>) -> Box<dyn Process> + Send + Sync + 'static,
+    ) -> Self {
+        self.natives.push((entry.into(), Arc::new(factory)));
+        self
+    }
+
+    pub fn terminal(mut self, io: Arc<dyn TerminalIo>) -> Self {
+        self.terminal = Some(io);
+        self
+    }
+
+    /// Workers of hosts that do not say (default: one per core).
+    pub fn default_workers(mut self, workers: usize) -> Self {
+        self.default_workers = workers.max(1);
+        self
+    }
+
+    pub fn build(self) -> Result<Node, BuildError> {
+        let mut defs = self.hosts;
+        let mut code = HashMap::new();
+        if let Some(registry) = &self.registry {
+            for entry in registry.entries() {
+                let id = entry.id.to_string();
+                match &entry.kind {
+                    EntryKind::ProcessHost(spec) => {
+                        let workers = spec.workers.unwrap_or(self.default_workers).max(1);
+                        defs.push(HostDef {
+                            name: id,
+                            kind: HostKind::Process,
+                            workers,
+                            shards: workers * self.shards_per_worker,
+                            max_processes: spec.max_processes,
+                        });
+                    }
+                    EntryKind::TerminalHost(_) => defs.push(HostDef {
+                        name: id,
+                        kind: HostKind::Terminal,
+                        workers: 1,
+                        shards: 1,
+                        max_processes: None,
+                    }),
+                    EntryKind::ProcessLua(_) | EntryKind::FunctionLua(_) => {
+                        let lua = lua_code(registry, &entry.id, &mut Vec::new())?;
+                        code.insert(id, Code::Lua(lua));
+                    }
+                    EntryKind::LibraryLua(_) => {
+                        code.insert(id, Code::Library);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !defs.iter().any(|d| d.kind == HostKind::Terminal) {
+            defs.push(HostDef {
+                name: DEFAULT_TERMINAL_HOST.into(),
+                kind: HostKind::Terminal,
+                workers: 1,
+                shards: 1,
+                max_processes: None,
+            });
+        }
+        for (entry, factory) in self.natives {
+            code.insert(entry, Code::Native(factory));
+        }
+        let timers = Timers::new();
+        let timer_handle = timers.handle();
+        let mut hosts = Vec::new();
+        let mut host_names = HashMap::new();
+        for (i, def) in defs.iter().enumerate() {
+            let index = HostIndex(i as u16);
+            let pool = Pool::try_new(PoolConfig {
+                name: def.name.clone(),
+                workers: def.workers.max(1),
+            })
+            .map_err(|e| BuildError::Host {
+                host: def.name.clone(),
+                message: e.to_string(),
+            })?;
+            host_names.insert(def.name.clone(), index);
+            hosts.push(Host {
+                name: def.name.clone(),
+                kind: def.kind,
+                max_processes: def.max_processes,
+                handle: pool.handle(),
+                pool: Mutex::new(Some(pool)),
+                shards: OnceLock::new(),
+                table: ProcessTable::new(index),
+                next_shard: AtomicUsize::new(0),
+            });
+        }
+        let inner = Arc::new(NodeInner {
+            hosts,
+            host_names,
+            code,
+            names: NameRegistry::new(),
+            timers: Mutex::new(Some(timers)),
+            watchers: Mutex::new(HashMap::new()),
+            terminal: self.terminal,
+            me: OnceLock::new(),
+        });
+        let _ = inner.me.set(Arc::downgrade(&inner));
+        let chunks = Arc::new(ChunkCache::new());
+        for (host, def) in inner.hosts.iter().zip(&defs) {
+            let mut shards = Vec::new();
+            for _ in 0..def.shards.max(1) {
+                let kernel: Arc<dyn Kernel> = inner.clone();
+                let config = ShardConfig {
+                    host: def.name.clone(),
+                    ..ShardConfig::default()
+                };
+                let shard = Shard::new(
+                    kernel,
+                    host.handle.clone(),
+                    timer_handle.clone(),
+                    chunks.clone(),
+                    config,
+                )
+                .map_err(|e| BuildError::Host {
+                    host: def.name.clone(),
+                    message: e.to_string(),
+                })?;
+                shards.push(shard);
+            }
+            let _ = host.shards.set(shards);
+        }
+        Ok(Node { inner })
+    }
+}
+
+/// Resolves a Lua entry and, recursively, its imports.
+fn lua_code(
+    registry: &Registry,
+    id: &EntryId,
+    path: &mut Vec<EntryId>,
+) -> Result<Arc<LuaCode>, BuildError> {
+    let err = |message: String| BuildError::Entry {
+        entry: id.to_string(),
+        message,
+    };
+    let entry = registry
+        .get(id)
+        .ok_or_else(|| err("no such entry".into()))?;
+    let lua = entry
+        .kind
+        .lua()
+        .ok_or_else(|| err(format!("is a {}, not Lua code", entry.kind.name())))?;
+    if path.contains(id) {
+        return Err(err("imports form a cycle".into()));
+    }
+    path.push(id.clone());
+    let mut imports = std::collections::BTreeMap::new();
+    for (alias, target) in &lua.imports {
+        imports.insert(alias.clone(), lua_code(registry, target, path)?);
+    }
+    path.pop();
+    Ok(Arc::new(LuaCode {
+        entry: id.to_string(),
+        chunk_name: lua.source_path.display().to_string(),
+        source: lua.source.clone(),
+        method: lua.method.clone(),
+        modules: lua.modules.clone(),
+        imports,
+    }))
+}
+
+/// Where a spawned process goes: next to its parent while the parent's shard is light, so
+/// parent and child message each other without crossing workers; otherwise round-robin.
+fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> usize {
+    const LIGHT_SHARD: usize = 64;
+    if let (Some(group), Some(shards)) = (parent_group, host.shards.get()) {
+        let g = group as usize;
+        if g < shard_count && shards[g].live_processes() < LIGHT_SHARD {
+            return g;
+        }
+    }
+    host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count
+}
+
+impl NodeInner {
+    fn host(&self, index: HostIndex) -> Option<&Host> {
+        self.hosts.get(index.0 as usize)
+    }
+
+    fn slot(&self, pid: Pid) -> Option<Slot> {
+        self.host(pid.host)?.table.get(pid)
+    }
+
+    fn push(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
+        let pushed = self
+            .host(to.host)
+            .and_then(|h| h.table.with(to, |slot| slot.mailbox.push(envelope)));
+        match pushed {
+            Some(Ok(())) => Ok(()),
+            _ => Err(SendError::NoProcess(self.render_pid(to))),
+        }
+    }
+
+    fn resolve(&self, dest: Dest<'_>) -> Result<Pid, SendError> {
+        match dest {
+            Dest::Pid(pid) => Ok(pid),
+            Dest::Name(name) => self
+                .names
+                .lookup(name)
+                .ok_or_else(|| SendError::UnknownName(name.into())),
+        }
+    }
+
+    fn spawn_process(
+        &self,
+        parent: Option<Pid>,
+        entry: &str,
+        host: &str,
+        args: Vec<Value>,
+        flags: wisp_lua::SpawnFlags,
+    ) -> Result<Pid, SpawnError> {
+        self.spawn_with(parent, entry, host, args, flags, None)
+    }
+
+    fn spawn_with(
+        &self,
+        parent: Option<Pid>,
+        entry: &str,
+        host_name: &str,
+        args: Vec<Value>,
+        flags: wisp_lua::SpawnFlags,
+        watcher: Option<mpsc::Sender<ExitResult>>,
+    ) -> Result<Pid, SpawnError> {
+        let code = self
+            .code
+            .get(entry)
+            .ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
+        let index = *self
+            .host_names
+            .get(host_name)
+            .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+        let host = self
+            .host(index)
+            .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+        if let Some(max) = host.max_processes {
+            if host.table.len() >= max {
+                return Err(SpawnError::HostFull {
+                    host: host.name.clone(),
+                    max,
+                });
+            }
+        }
+        let links: Vec<Pid> = parent.filter(|_| flags.link).into_iter().collect();
+        let monitors: Vec<Pid> = parent.filter(|_| flags.monitor).into_iter().collect();
+        let parent_group = parent
+            .filter(|p| p.host == index)
+            .and_then(|p| self.slot(p))
+            .map(|s| s.group);
+        match code {
+            Code::Library => Err(SpawnError::NotRunnable(entry.into())),
+            Code::Lua(code) => {
+                let shards = host
+                    .shards
+                    .get()
+                    .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+                let group = place(host, parent_group, shards.len());
+                let shard = &shards[group];
+                let waker = shard.waker();
+                let mut mailbox = None;
+                let pid = host.table.insert(group, |pid| {
+                    let m = Arc::new(Mailbox::new(waker, pid.slot));
+                    mailbox = Some(m.clone());
+                    Slot {
+                        mailbox: m,
+                        group: group as u32,
+                    }
+                });
+                if let Some(tx) = watcher {
+                    self.lock_watchers().insert(pid, tx);
+                }
+                let mailbox = mailbox.expect("insert always builds the slot");
+                shard.admit(Admission {
+                    pid,
+                    mailbox,
+                    code: code.clone(),
+                    args,
+                    links,
+                    monitors,
+                });
+                Ok(pid)
+            }
+            Code::Native(factory) => {
+                let waker = Arc::new(NativeWaker(Mutex::new(std::sync::Weak::new())));
+                let hook: Arc<dyn wisp_mailbox::Wake> = waker.clone();
+                let mut mailbox = None;
+                let group = host.next_shard.fetch_add(1, Ordering::Relaxed);
+                let pid = host.table.insert(group, |pid| {
+                    let m = Arc::new(Mailbox::new(hook, pid.slot));
+                    mailbox = Some(m.clone());
+                    Slot {
+                        mailbox: m,
+                        group: u32::MAX,
+                    }
+                });
+                if let Some(tx) = watcher {
+                    self.lock_watchers().insert(pid, tx);
+                }
+                let mailbox = mailbox.expect("insert always builds the slot");
+                let kernel: Arc<dyn Kernel> = self.self_arc();
+                NativeTask::start(
+                    pid,
+                    mailbox,
+                    &waker,
+                    factory(args),
+                    host.handle.clone(),
+                    kernel,
+                    links,
+                    monitors,
+                );
+                Ok(pid)
+            }
+        }
+    }
+
+    fn lock_watchers(&self) -> std::sync::MutexGuard<'_, HashMap<Pid, mpsc::Sender<ExitResult>>> {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An `Arc` of this node, for native processes that outlive the call that starts them.
+    fn self_arc(&self) -> Arc<NodeInner> {
+        self.me
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .expect("the node is alive while it spawns")
+    }
+}
+
+impl Kernel for NodeInner {
+    fn render_pid(&self, pid: Pid) -> String {
+        match self.host(pid.host) {
+            Some(h) => pid.display(&h.name).to_string(),
+            None => pid.display("?").to_string(),
+        }
+    }
+
+    fn parse_pid(&self, text: &str) -> Option<Pid> {
+        let (host, serial) = Pid::parse_parts(text).ok()?;
+        let index = *self.host_names.get(host)?;
+        Some(Pid::from_serial(index, serial))
+    }
+
+    fn send(&self, _from: Pid, dest: Dest<'_>, message: Message) -> Result<(), SendError> {
+        let to = self.resolve(dest)?;
+        self.push(to, Envelope::Message(message))
+    }
+
+    fn signal(&self, from: Pid, dest: Dest<'_>, signal: Signal) -> Result<Pid, SendError> {
+        let to = self.resolve(dest)?;
+        self.push(to, Envelope::Signal { from, signal })?;
+        Ok(to)
+    }
+
+    fn deliver(&self, to: Pid, envelope: Envelope) -> bool {
+        self.push(to, envelope).is_ok()
+    }
+
+    fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
+        self.spawn_process(
+            Some(request.parent),
+            &request.entry,
+            &request.host,
+            request.args,
+            request.flags,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn exited(&self, exit: ProcessExit) {
+        let ProcessExit {
+            pid,
+            result,
+            mut links,
+            mut monitors,
+            leftover,
+        } = exit;
+        self.names.release_all(pid);
+        if let Some(host) = self.host(pid.host) {
+            host.table.remove(pid);
+        }
+        if let ExitResult::Error(e) = &result {
+            tracing::debug!(pid = %self.render_pid(pid), "process failed: {e}");
+        }
+        // Signals that arrived after the last step still get their answer.
+        for envelope in leftover {
+            if let Envelope::Signal { from, signal } = envelope {
+                match signal {
+                    Signal::Monitor => monitors.push(from),
+                    Signal::Link => links.push(from),
+                    Signal::Demonitor => monitors.retain(|p| *p != from),
+                    Signal::Unlink => links.retain(|p| *p != from),
+                    _ => {}
+                }
+            }
+        }
+        for watcher in monitors {
+            let _ = self.push(
+                watcher,
+                Envelope::Event(Event::Exit {
+                    from: pid,
+                    result: result.clone(),
+                }),
+            );
+        }
+        if result.is_error() {
+            for linked in links {
+                let _ = self.push(
+                    linked,
+                    Envelope::Event(Event::LinkDown {
+                        from: pid,
+                        result: result.clone(),
+                    }),
+                );
+            }
+        }
+        if let Some(tx) = self.lock_watchers().remove(&pid) {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn register_name(&self, name: &str, pid: Pid) -> Result<(), String> {
+        self.names
+            .register(name, pid, |holder| self.slot(holder).is_some())
+            .map_err(|e| e.to_string())
+    }
+
+    fn lookup_name(&self, name: &str) -> Option<Pid> {
+        self.names.lookup(name)
+    }
+
+    fn unregister_name(&self, name: &str) -> bool {
+        self.names.unregister(name)
+    }
+
+    fn print(&self, pid: Pid, line: &str) {
+        match (self.host(pid.host).map(|h| h.kind), &self.terminal) {
+            (Some(HostKind::Terminal), Some(term)) => {
+                let mut bytes = Vec::with_capacity(line.len() + 1);
+                bytes.extend_from_slice(line.as_bytes());
+                bytes.push(b'\n');
+                term.write(&bytes);
+            }
+            _ => tracing::info!(pid = %self.render_pid(pid), "{line}"),
+        }
+    }
+
+    fn terminal(&self, pid: Pid) -> Option<Arc<dyn TerminalIo>> {
+        match self.host(pid.host)?.kind {
+            HostKind::Terminal => self.terminal.clone(),
+            HostKind::Process => None,
+        }
+    }
+}

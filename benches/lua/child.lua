@@ -1,0 +1,6 @@
+-- Replies its index to the parent and ends.
+local function main(parent: string, i: number)
+	process.send(parent, "done", i)
+end
+
+return { main = main }

@@ -1,0 +1,13 @@
+-- Answers every "ping" with the same payload on topic "pong" until "stop".
+local function main(parent: string)
+	local inbox = process.inbox()
+	while true do
+		local msg = inbox:receive()
+		if msg:topic() == "stop" then
+			return
+		end
+		process.send(parent, "pong", msg:payload():data())
+	end
+end
+
+return { main = main }

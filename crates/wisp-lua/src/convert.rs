@@ -1,0 +1,153 @@
+//! Copies between Lua values and payload [`Value`]s.
+
+use mlua::{Lua, Table as LuaTable, Value as LuaValue};
+use wisp_core::{Key, Table, Value, ValueError};
+
+/// How deep a payload may nest; deeper is refused rather than risking the Rust stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Copies a Lua value into a payload. Functions, threads, userdata and cycles are refused.
+pub fn lua_to_value(value: &LuaValue) -> Result<Value, ValueError> {
+    let mut path = Vec::new();
+    to_value(value, &mut path)
+}
+
+fn to_value(
+    value: &LuaValue,
+    path: &mut Vec<*const std::ffi::c_void>,
+) -> Result<Value, ValueError> {
+    Ok(match value {
+        LuaValue::Nil => Value::Nil,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Number(*i as f64),
+        LuaValue::Number(n) => Value::Number(*n),
+        LuaValue::String(s) => Value::Str(s.as_bytes().to_vec().into_boxed_slice()),
+        LuaValue::Table(t) => Value::Table(Box::new(table_to_value(t, path)?)),
+        other => return Err(ValueError::Unsupported(other.type_name())),
+    })
+}
+
+fn table_to_value(
+    table: &LuaTable,
+    path: &mut Vec<*const std::ffi::c_void>,
+) -> Result<Table, ValueError> {
+    let ptr = table.to_pointer();
+    if path.contains(&ptr) {
+        return Err(ValueError::Cycle);
+    }
+    if path.len() >= MAX_DEPTH {
+        return Err(ValueError::TooDeep(MAX_DEPTH));
+    }
+    path.push(ptr);
+    let len = table.raw_len();
+    let mut out = Table {
+        array: Vec::with_capacity(len),
+        map: Vec::new(),
+    };
+    for i in 1..=len {
+        let v: LuaValue = table
+            .raw_get(i)
+            .map_err(|_| ValueError::Unsupported("table"))?;
+        out.array.push(to_value(&v, path)?);
+    }
+    for pair in table.pairs::<LuaValue, LuaValue>() {
+        let (k, v) = pair.map_err(|_| ValueError::Unsupported("table"))?;
+        let key = match &k {
+            LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => continue,
+            LuaValue::Number(n) if n.fract() == 0.0 && *n >= 1.0 && (*n as usize) <= len => {
+                continue
+            }
+            LuaValue::Boolean(b) => Key::Bool(*b),
+            LuaValue::Integer(i) => Key::Number(*i as f64),
+            LuaValue::Number(n) => Key::Number(*n),
+            LuaValue::String(s) => Key::Str(s.as_bytes().to_vec().into_boxed_slice()),
+            other => return Err(ValueError::BadKey(other.type_name())),
+        };
+        out.map.push((key, to_value(&v, path)?));
+    }
+    path.pop();
+    Ok(out)
+}
+
+/// Rebuilds a payload as a fresh Lua value owned by the receiving process.
+pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    Ok(match value {
+        Value::Nil => LuaValue::Nil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Number(n) => LuaValue::Number(*n),
+        Value::Str(s) => LuaValue::String(lua.create_string(s)?),
+        Value::Table(t) => {
+            let table = lua.create_table_with_capacity(t.array.len(), t.map.len())?;
+            for (i, v) in t.array.iter().enumerate() {
+                table.raw_set(i + 1, value_to_lua(lua, v)?)?;
+            }
+            for (k, v) in &t.map {
+                let key = match k {
+                    Key::Bool(b) => LuaValue::Boolean(*b),
+                    Key::Number(n) => LuaValue::Number(*n),
+                    Key::Str(s) => LuaValue::String(lua.create_string(s)?),
+                };
+                table.raw_set(key, value_to_lua(lua, v)?)?;
+            }
+            LuaValue::Table(table)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nested_tables() {
+        let lua = Lua::new();
+        let v: LuaValue = lua
+            .load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#)
+            .eval()
+            .unwrap();
+        let copied = lua_to_value(&v).unwrap();
+        let back = value_to_lua(&lua, &copied).unwrap();
+        assert_eq!(lua_to_value(&back).unwrap(), copied);
+        let Value::Table(t) = copied else {
+            panic!("not a table")
+        };
+        assert_eq!(t.array.len(), 4);
+        assert_eq!(t.map.len(), 1);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_copied() {
+        let lua = Lua::new();
+        let cases = [
+            ("return function() end", ValueError::Unsupported("function")),
+            ("local t = {} t.self = t return t", ValueError::Cycle),
+            ("return {f = print}", ValueError::Unsupported("function")),
+            ("return {[{}] = 1}", ValueError::BadKey("table")),
+            (
+                "return coroutine.create(print)",
+                ValueError::Unsupported("thread"),
+            ),
+        ];
+        for (src, want) in cases {
+            let v: LuaValue = lua.load(src).eval().unwrap();
+            assert_eq!(lua_to_value(&v), Err(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn shared_subtables_are_copied_not_refused() {
+        let lua = Lua::new();
+        let v: LuaValue = lua.load("local s = {1} return {s, s}").eval().unwrap();
+        assert!(lua_to_value(&v).is_ok());
+    }
+
+    #[test]
+    fn refuses_deep_nesting() {
+        let lua = Lua::new();
+        let v: LuaValue = lua
+            .load("local t = {} for i = 1, 100 do t = {t} end return t")
+            .eval()
+            .unwrap();
+        assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
+    }
+}

@@ -1,0 +1,1105 @@
+//! A shard: one sandboxed Luau VM running many processes.
+//!
+//! Protocol of a run (one scheduler slice):
+//! 1. The worker calls [`Shard::run`]; it calls the Lua driver (`drive` in `prelude.luau`) once.
+//! 2. The driver calls `R.next(prev, status)`: Rust records how the previous process ended its
+//!    step (waiting, ready again, done), admits newly spawned processes, pops the next ready
+//!    token and hands it over with the items drained from that process's mailbox.
+//!    Signals (links, monitors, terminate) are applied here, in Rust, and never reach Lua.
+//! 3. The driver routes the items into the process's channels and resumes its ready coroutines.
+//! 4. After `batch` steps, or when no process is ready, `R.next` returns nothing and the run
+//!    ends; the shard re-queues itself if more is ready.
+//!
+//! A process waits by `Mailbox::prepare_wait`; a later push calls [`Wake::wake`] with the
+//! process's token (its PID slot), which queues the token here and schedules the shard.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
+use wisp_core::{Envelope, Event, ExitResult, Message, Pid, Signal, Value};
+use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
+use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
+
+use crate::convert::{lua_to_value, value_to_lua};
+use crate::kernel::{Admission, Dest, Kernel, ProcessExit, SpawnFlags, SpawnRequest};
+use crate::preempt::{self, Preempt, PreemptPtr};
+use crate::{ChunkCache, LuaCode};
+
+const PRELUDE: &str = include_str!("prelude.luau");
+
+// Item kinds and step outcomes shared with prelude.luau.
+const K_MESSAGE: u8 = 1;
+const K_MESSAGE_MULTI: u8 = 2;
+const K_LISTENER: u8 = 3;
+const K_LISTENER_MESSAGE: u8 = 4;
+const K_EVENT: u8 = 5;
+const K_TIMER: u8 = 6;
+const K_KILL: u8 = 7;
+const S_WAITING: u8 = 0;
+const S_READY: u8 = 1;
+
+/// Mailbox items handed to Lua per step; the rest wait for the next step so one flooded
+/// process cannot hold its shard.
+const MAX_ITEMS_PER_STEP: usize = 64;
+
+/// Modules a process may name in `modules:` and get from `require`.
+const BUILTIN_MODULES: &[&str] = &["time", "io"];
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The host's name, for log lines.
+    pub host: String,
+    /// Process steps per scheduler slice.
+    pub batch: usize,
+    /// Interrupts a coroutine may run before it is preempted.
+    pub preempt_budget: u32,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            host: "host".into(),
+            batch: 256,
+            preempt_budget: 20_000,
+        }
+    }
+}
+
+pub struct Shard {
+    core: Arc<Core>,
+    vm: Mutex<Option<Vm>>,
+}
+
+/// What the Lua callbacks share with the shard; never holds the VM itself.
+struct Core {
+    kernel: Arc<dyn Kernel>,
+    timers: TimerHandle,
+    pool: Handle,
+    config: ShardConfig,
+    chunks: Arc<ChunkCache>,
+    sched: ScheduleState,
+    ready: Mutex<VecDeque<u32>>,
+    admits: Mutex<Vec<Admission>>,
+    procs: Mutex<HashMap<u32, LocalProc>>,
+    loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
+    steps_left: Mutex<usize>,
+    shard: OnceLock<Weak<Shard>>,
+}
+
+// Field order matters: handles into the VM drop before the VM, the VM before the counter
+// its threads point at.
+struct Vm {
+    drive: Function,
+    _lua: Lua,
+    _preempt: Box<Preempt>,
+}
+
+/// The Rust side of one process of this shard.
+struct LocalProc {
+    pid: Pid,
+    mailbox: Arc<Mailbox<Envelope>>,
+    code: Arc<LuaCode>,
+    init: Option<Vec<Value>>,
+    router: TopicRouter,
+    message_listeners: Vec<u32>,
+    next_listener: u32,
+    links: Vec<Pid>,
+    monitors: Vec<Pid>,
+    monitoring: Vec<Pid>,
+    trap_links: bool,
+    timers: Vec<(u64, TimerId)>,
+    next_timer: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a shard lock is already reported by the worker; keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn remove_pid(list: &mut Vec<Pid>, pid: Pid) -> bool {
+    match list.iter().position(|p| *p == pid) {
+        Some(i) => {
+            list.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Shard {
+    pub fn new(
+        kernel: Arc<dyn Kernel>,
+        pool: Handle,
+        timers: TimerHandle,
+        chunks: Arc<ChunkCache>,
+        config: ShardConfig,
+    ) -> mlua::Result<Arc<Shard>> {
+        let core = Arc::new(Core {
+            kernel,
+            timers,
+            pool,
+            config,
+            chunks,
+            sched: ScheduleState::new(),
+            ready: Mutex::new(VecDeque::new()),
+            admits: Mutex::new(Vec::new()),
+            procs: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+            steps_left: Mutex::new(0),
+            shard: OnceLock::new(),
+        });
+        let vm = build_vm(&core)?;
+        let shard = Arc::new(Shard {
+            core: core.clone(),
+            vm: Mutex::new(Some(vm)),
+        });
+        let _ = core.shard.set(Arc::downgrade(&shard));
+        Ok(shard)
+    }
+
+    /// The hook mailboxes of this shard's processes wake it through.
+    pub fn waker(&self) -> Arc<dyn Wake> {
+        self.core.clone()
+    }
+
+    /// Takes in a newly spawned process; it starts at the shard's next run.
+    pub fn admit(&self, admission: Admission) {
+        let token = admission.pid.slot;
+        lock(&self.core.admits).push(admission);
+        self.core.wake(token);
+    }
+
+    /// Processes living on this shard now.
+    pub fn live_processes(&self) -> usize {
+        lock(&self.core.procs).len() + lock(&self.core.admits).len()
+    }
+
+    /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
+    /// between the shard and its Lua callbacks.
+    pub fn shutdown(&self) {
+        let vm = lock(&self.vm).take();
+        drop(vm);
+        let procs: Vec<LocalProc> = lock(&self.core.procs).drain().map(|(_, p)| p).collect();
+        for p in procs {
+            p.mailbox.close();
+        }
+        for a in lock(&self.core.admits).drain(..) {
+            a.mailbox.close();
+        }
+    }
+}
+
+impl Task for Shard {
+    fn run(self: Arc<Self>) {
+        let core = &self.core;
+        core.sched.begin_run();
+        *lock(&core.steps_left) = core.config.batch;
+        {
+            let vm = lock(&self.vm);
+            if let Some(vm) = vm.as_ref() {
+                if let Err(err) = vm.drive.call::<()>(()) {
+                    tracing::error!(host = %core.config.host, "shard driver failed: {err}");
+                }
+            }
+        }
+        let more = !lock(&core.ready).is_empty() || !lock(&core.admits).is_empty();
+        if core.sched.end_run(more) {
+            // A full batch used the slice: go behind others so busy shards cannot starve them.
+            core.pool.schedule_global(self.clone());
+        }
+    }
+}
+
+impl Wake for Core {
+    fn wake(&self, token: u32) {
+        lock(&self.ready).push_back(token);
+        if self.sched.notify() {
+            if let Some(shard) = self.shard.get().and_then(Weak::upgrade) {
+                self.pool.schedule(shard);
+            }
+        }
+    }
+}
+
+fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
+    let lua = Lua::new();
+    let preempt = Preempt::new(core.config.preempt_budget);
+    let preempt_ptr = PreemptPtr(&*preempt as *const Preempt as usize);
+    let r = lua.create_table()?;
+    register_callbacks(&lua, &r, core, preempt_ptr)?;
+    let prelude: Table = lua.load(PRELUDE).set_name("=wisp").call(r.clone())?;
+
+    let globals = lua.globals();
+    globals.set("process", prelude.get::<Table>("process")?)?;
+    globals.set("channel", prelude.get::<Table>("channel")?)?;
+    let coroutine: Table = globals.get("coroutine")?;
+    coroutine.set("spawn", prelude.get::<Function>("coroutine_spawn")?)?;
+    let make_require: Function = prelude.get("make_require")?;
+    globals.set(
+        "require",
+        make_require.call::<Function>(lua.create_table()?)?,
+    )?;
+    let print_fn: Function = prelude.get("print")?;
+    globals.set("print", print_fn)?;
+    for name in [
+        "getfenv",
+        "setfenv",
+        "loadstring",
+        "load",
+        "dofile",
+        "loadfile",
+        "collectgarbage",
+    ] {
+        globals.set(name, LuaValue::Nil)?;
+    }
+    let env_mt = lua.create_table()?;
+    env_mt.set("__index", globals.clone())?;
+    env_mt.set("__metatable", false)?;
+    let body: Function = prelude.get("body")?;
+    let drive: Function = prelude.get("drive")?;
+
+    lua.sandbox(true)?;
+    env_mt.set_readonly(true);
+    preempt::install(&lua)?;
+
+    let next_core = core.clone();
+    r.set(
+        "next",
+        lua.create_function(move |lua, (prev, status): (i64, u8)| {
+            next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr)
+        })?,
+    )?;
+    Ok(Vm {
+        drive,
+        _lua: lua,
+        _preempt: preempt,
+    })
+}
+
+/// Looks up the running process; Lua always passes its token.
+fn with_proc<R>(core: &Core, token: u32, f: impl FnOnce(&mut LocalProc) -> R) -> mlua::Result<R> {
+    let mut procs = lock(&core.procs);
+    match procs.get_mut(&token) {
+        Some(p) => Ok(f(p)),
+        None => Err(mlua::Error::runtime("process is not running")),
+    }
+}
+
+fn parse_dest<'a>(core: &Core, dest: &'a str) -> Dest<'a> {
+    if dest.starts_with('{') {
+        match core.kernel.parse_pid(dest) {
+            Some(pid) => Dest::Pid(pid),
+            None => Dest::Name(dest),
+        }
+    } else {
+        Dest::Name(dest)
+    }
+}
+
+fn args_to_values(args: &[LuaValue]) -> mlua::Result<Vec<Value>> {
+    args.iter()
+        .map(|a| lua_to_value(a).map_err(|e| mlua::Error::runtime(e.to_string())))
+        .collect()
+}
+
+/// A number of nanoseconds or a Go-style duration string; zero or negative is refused.
+fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
+    let nanos = match value {
+        LuaValue::Integer(n) => *n as f64,
+        LuaValue::Number(n) => *n,
+        LuaValue::String(s) => {
+            let text = s.to_str()?.to_string();
+            return match wisp_registry::parse_go_duration(&text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(mlua::Error::runtime(format!(
+                    "duration must be positive: {text}"
+                ))),
+                Err(e) => Err(mlua::Error::runtime(format!("bad duration `{text}`: {e}"))),
+            };
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "expected a duration, got {}",
+                other.type_name()
+            )))
+        }
+    };
+    if !(nanos > 0.0) || !nanos.is_finite() {
+        return Err(mlua::Error::runtime("duration must be positive"));
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+fn register_callbacks(
+    lua: &Lua,
+    r: &Table,
+    core: &Arc<Core>,
+    preempt_ptr: PreemptPtr,
+) -> mlua::Result<()> {
+    let c = core.clone();
+    r.set(
+        "send",
+        lua.create_function(move |_, (token, dest, topic, payloads): (u32, LuaValue, LuaValue, Variadic<LuaValue>)| {
+            let from = with_proc(&c, token, |p| p.pid)?;
+            let topic = match &topic {
+                LuaValue::String(s) => s.to_str()?.to_string(),
+                other => return Err(mlua::Error::runtime(format!("process.send: topic must be a string, got {}", other.type_name()))),
+            };
+            if topic.starts_with('@') {
+                return Err(mlua::Error::runtime(format!("process.send: topic `{topic}` is reserved")));
+            }
+            let payloads = args_to_values(&payloads).map_err(|e| mlua::Error::runtime(format!("process.send: {e}")))?;
+            let dest = match &dest {
+                LuaValue::String(s) => s.to_str()?.to_string(),
+                other => return Err(mlua::Error::runtime(format!("process.send: destination must be a PID or a name, got {}", other.type_name()))),
+            };
+            let message = Message { from: Some(from), topic: topic.into(), payloads };
+            Ok(match c.kernel.send(from, parse_dest(&c, &dest), message) {
+                Ok(()) => (Some(true), None),
+                Err(e) => (None, Some(e.to_string())),
+            })
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "spawn",
+        lua.create_function(
+            move |_,
+                  (token, flags, name, entry, host, args): (
+                u32,
+                u8,
+                Option<String>,
+                String,
+                String,
+                Variadic<LuaValue>,
+            )| {
+                let parent = with_proc(&c, token, |p| p.pid)?;
+                let args = args_to_values(&args)
+                    .map_err(|e| mlua::Error::runtime(format!("process.spawn: {e}")))?;
+                let flags = SpawnFlags {
+                    monitor: flags & 1 != 0,
+                    link: flags & 2 != 0,
+                };
+                let request = SpawnRequest {
+                    parent,
+                    entry,
+                    host,
+                    args,
+                    flags,
+                    name,
+                };
+                match c.kernel.spawn(request) {
+                    Ok(child) => {
+                        with_proc(&c, token, |p| {
+                            if flags.monitor {
+                                p.monitoring.push(child);
+                            }
+                            if flags.link {
+                                p.links.push(child);
+                            }
+                        })?;
+                        Ok((Some(c.kernel.render_pid(child)), None))
+                    }
+                    Err(e) => Ok((None, Some(e))),
+                }
+            },
+        )?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "exit",
+        lua.create_function(move |_, (token, is_error, value): (u32, bool, LuaValue)| {
+            let Some(p) = lock(&c.procs).remove(&token) else {
+                return Ok(());
+            };
+            let result = if is_error {
+                let text = match &value {
+                    LuaValue::String(s) => s.to_string_lossy(),
+                    other => format!("{other:?}"),
+                };
+                ExitResult::Error(text)
+            } else {
+                ExitResult::Value(
+                    lua_to_value(&value).unwrap_or_else(|e| Value::from(e.to_string())),
+                )
+            };
+            finish(&c, p, result);
+            Ok(())
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "listen",
+        lua.create_function(move |_, (token, topic, as_message): (u32, String, bool)| {
+            with_proc(&c, token, |p| {
+                p.next_listener += 1;
+                let id = p.next_listener;
+                p.router
+                    .listen(&topic, ListenerId(id))
+                    .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                if as_message {
+                    p.message_listeners.push(id);
+                }
+                Ok(id)
+            })?
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "unlisten",
+        lua.create_function(move |_, (token, topic): (u32, String)| {
+            with_proc(&c, token, |p| {
+                if let Some(ListenerId(id)) = p.router.unlisten(&topic) {
+                    p.message_listeners.retain(|l| *l != id);
+                }
+            })
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "signal",
+        lua.create_function(
+            move |_, (token, kind, dest, reason): (u32, String, String, LuaValue)| {
+                let me = with_proc(&c, token, |p| p.pid)?;
+                let signal = match kind.as_str() {
+                    "monitor" => Signal::Monitor,
+                    "unmonitor" => Signal::Demonitor,
+                    "link" => Signal::Link,
+                    "unlink" => Signal::Unlink,
+                    "terminate" => Signal::Terminate,
+                    "cancel" => Signal::Cancel(
+                        lua_to_value(&reason)
+                            .map_err(|e| mlua::Error::runtime(format!("process.cancel: {e}")))?,
+                    ),
+                    other => return Err(mlua::Error::runtime(format!("unknown signal {other}"))),
+                };
+                let target = parse_dest(&c, &dest);
+                let outcome = c.kernel.signal(me, target, signal.clone());
+                let reached = match (&outcome, target) {
+                    (Ok(pid), _) => Some(*pid),
+                    (Err(_), Dest::Pid(pid)) => Some(pid),
+                    (Err(_), Dest::Name(_)) => None,
+                };
+                with_proc(&c, token, |p| match (&signal, reached) {
+                    (Signal::Monitor, Some(pid)) => p.monitoring.push(pid),
+                    (Signal::Demonitor, Some(pid)) => {
+                        remove_pid(&mut p.monitoring, pid);
+                    }
+                    (Signal::Link, Some(pid)) if outcome.is_ok() => p.links.push(pid),
+                    (Signal::Unlink, Some(pid)) => {
+                        remove_pid(&mut p.links, pid);
+                    }
+                    _ => {}
+                })?;
+                match (outcome, &signal) {
+                    (Ok(_), _) => Ok((Some(true), None)),
+                    (Err(_), Signal::Monitor) if reached.is_some() => {
+                        // Monitoring a dead process reports its end at once.
+                        let from = reached.unwrap_or(me);
+                        c.kernel.deliver(
+                            me,
+                            Envelope::Event(Event::Exit {
+                                from,
+                                result: ExitResult::Error("noproc".into()),
+                            }),
+                        );
+                        Ok((Some(true), None))
+                    }
+                    (Err(_), Signal::Demonitor | Signal::Unlink) => Ok((Some(true), None)),
+                    (Err(e), _) => Ok((None, Some(e.to_string()))),
+                }
+            },
+        )?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "register",
+        lua.create_function(
+            move |_, (token, name, pid): (u32, String, Option<String>)| {
+                let me = with_proc(&c, token, |p| p.pid)?;
+                let target = match pid {
+                    None => me,
+                    Some(text) => match c.kernel.parse_pid(&text) {
+                        Some(pid) => pid,
+                        None => return Ok((None, Some(format!("not a PID: {text}")))),
+                    },
+                };
+                Ok(match c.kernel.register_name(&name, target) {
+                    Ok(()) => (Some(true), None),
+                    Err(e) => (None, Some(e)),
+                })
+            },
+        )?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "lookup",
+        lua.create_function(move |_, (_token, name): (u32, String)| {
+            Ok(match c.kernel.lookup_name(&name) {
+                Some(pid) => (Some(c.kernel.render_pid(pid)), None),
+                None => (None, Some(format!("no process registered as `{name}`"))),
+            })
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "unregister",
+        lua.create_function(move |_, (_token, name): (u32, String)| {
+            Ok(c.kernel.unregister_name(&name))
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "get_options",
+        lua.create_function(move |lua, token: u32| {
+            let trap = with_proc(&c, token, |p| p.trap_links)?;
+            let t = lua.create_table()?;
+            t.set("trap_links", trap)?;
+            Ok(t)
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "set_options",
+        lua.create_function(move |_, (token, opts): (u32, Table)| {
+            let mut trap = None;
+            for pair in opts.pairs::<LuaValue, LuaValue>() {
+                let (k, v) = pair?;
+                match (k.to_string()?.as_str(), v) {
+                    ("trap_links", LuaValue::Boolean(b)) => trap = Some(b),
+                    ("trap_links", other) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "process.set_options: trap_links must be a boolean, got {}",
+                            other.type_name()
+                        )))
+                    }
+                    (key, _) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "process.set_options: unknown option `{key}`"
+                        )))
+                    }
+                }
+            }
+            with_proc(&c, token, |p| {
+                if let Some(t) = trap {
+                    p.trap_links = t;
+                }
+            })?;
+            Ok(true)
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "timer",
+        lua.create_function(move |_, (token, delay): (u32, LuaValue)| {
+            let delay = parse_delay(&delay)?;
+            let timers = c.timers.clone();
+            with_proc(&c, token, move |p| {
+                p.next_timer += 1;
+                let id = p.next_timer;
+                let mailbox = p.mailbox.clone();
+                let timer = timers.after(
+                    delay,
+                    Box::new(move || {
+                        // A closed mailbox means the process ended: nothing to do.
+                        let _ = mailbox.push(Envelope::Timer(id));
+                    }),
+                );
+                p.timers.push((id, timer));
+                id
+            })
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "cancel_timer",
+        lua.create_function(move |_, (token, id): (u32, u64)| {
+            let timer = with_proc(&c, token, |p| {
+                let i = p.timers.iter().position(|(t, _)| *t == id)?;
+                Some(p.timers.swap_remove(i).1)
+            })
+            .ok()
+            .flatten();
+            if let Some(timer) = timer {
+                c.timers.cancel(timer);
+            }
+            Ok(())
+        })?,
+    )?;
+    r.set("now", lua.create_function(|_, ()| Ok(now_seconds()))?)?;
+
+    r.set(
+        "mark_thread",
+        lua.create_function(move |lua, co: Thread| {
+            // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
+            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_top(state, preempt_ptr)) }
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "require",
+        lua.create_function(move |lua, (token, name): (u32, String)| {
+            let code = with_proc(&c, token, |p| p.code.clone())?;
+            if let Some(library) = code.imports.get(&name) {
+                let chunk = load_chunk(lua, &c, library)?;
+                // Clone the chunk on the calling coroutine so the library sees the process's globals.
+                // SAFETY: the only argument is a Lua function, replaced on the stack by its clone.
+                let clone: Function = unsafe {
+                    lua.exec_raw(chunk, |state| {
+                        mlua::ffi::lua_clonefunction(state, -1);
+                        mlua::ffi::lua_remove(state, -2);
+                    })?
+                };
+                return Ok(("library", Some(clone)));
+            }
+            if code.modules.iter().any(|m| m == &name) && BUILTIN_MODULES.contains(&name.as_str()) {
+                return Ok(("builtin", None));
+            }
+            Err(mlua::Error::runtime(format!(
+                "module '{name}' is not available to {}",
+                code.entry
+            )))
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "print",
+        lua.create_function(move |_, (token, line): (u32, mlua::LuaString)| {
+            let pid = with_proc(&c, token, |p| p.pid)?;
+            c.kernel.print(pid, &line.to_string_lossy());
+            Ok(())
+        })?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "io",
+        lua.create_function(
+            move |_, (token, op, args): (u32, String, Variadic<LuaValue>)| {
+                let pid = with_proc(&c, token, |p| p.pid)?;
+                let Some(term) = c.kernel.terminal(pid) else {
+                    return Err(mlua::Error::runtime(
+                        "io is only available in the terminal host",
+                    ));
+                };
+                let text = || -> mlua::Result<Vec<u8>> {
+                    let mut out = Vec::new();
+                    for (i, a) in args.iter().enumerate() {
+                        if i > 0 && op == "print" {
+                            out.push(b'\t');
+                        }
+                        match a {
+                            LuaValue::String(s) => out.extend_from_slice(&s.as_bytes()),
+                            other => out.extend_from_slice(other.to_string()?.as_bytes()),
+                        }
+                    }
+                    Ok(out)
+                };
+                match op.as_str() {
+                    "write" => term.write(&text()?),
+                    "print" => {
+                        let mut line = text()?;
+                        line.push(b'\n');
+                        term.write(&line);
+                    }
+                    "flush" => term.flush(),
+                    "readline" => return Ok(term.read_line()),
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "io: unknown operation {other}"
+                        )))
+                    }
+                }
+                Ok(None)
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
+fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> {
+    let mut loaded = lock(&core.loaded);
+    if let Some((source, f)) = loaded.get(&code.entry) {
+        if Arc::ptr_eq(source, &code.source) {
+            return Ok(f.clone());
+        }
+    }
+    let bytecode = core.chunks.bytecode(&code.source);
+    let f = lua
+        .load(&bytecode[..])
+        .set_name(format!("={}", code.chunk_name))
+        .into_function()?;
+    loaded.insert(code.entry.clone(), (code.source.clone(), f.clone()));
+    Ok(f)
+}
+
+/// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
+fn finish(core: &Core, p: LocalProc, result: ExitResult) {
+    for (_, timer) in &p.timers {
+        core.timers.cancel(*timer);
+    }
+    let leftover = p.mailbox.close();
+    core.kernel.exited(ProcessExit {
+        pid: p.pid,
+        result,
+        links: p.links,
+        monitors: p.monitors,
+        leftover,
+    });
+}
+
+fn event_table(lua: &Lua, core: &Core, event: &Event) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("kind", event.kind().as_str())?;
+    t.set("at", now_seconds())?;
+    match event {
+        Event::Exit { from, result } | Event::LinkDown { from, result } => {
+            t.set("from", core.kernel.render_pid(*from))?;
+            let r = lua.create_table()?;
+            match result {
+                ExitResult::Value(v) => r.set("value", value_to_lua(lua, v)?)?,
+                ExitResult::Error(e) => r.set("error", e.as_str())?,
+            }
+            t.set("result", r)?;
+        }
+        Event::Cancel { from, reason } => {
+            t.set(
+                "from",
+                from.map(|p| core.kernel.render_pid(p)).unwrap_or_default(),
+            )?;
+            t.set("reason", value_to_lua(lua, reason)?)?;
+        }
+    }
+    Ok(t)
+}
+
+fn payload_to_lua(lua: &Lua, payloads: &[Value]) -> mlua::Result<(bool, LuaValue)> {
+    match payloads {
+        [] => Ok((false, LuaValue::Nil)),
+        [one] => Ok((false, value_to_lua(lua, one)?)),
+        many => {
+            let t = lua.create_table_with_capacity(many.len(), 0)?;
+            for (i, v) in many.iter().enumerate() {
+                t.raw_set(i + 1, value_to_lua(lua, v)?)?;
+            }
+            Ok((true, LuaValue::Table(t)))
+        }
+    }
+}
+
+/// Turns one envelope into the four values of a driver item, or applies it here (signals).
+/// Returns `None` when nothing goes to Lua, and `Some(K_KILL ...)` to end the process.
+fn item(
+    lua: &Lua,
+    core: &Core,
+    p: &mut LocalProc,
+    envelope: Envelope,
+) -> mlua::Result<Option<[LuaValue; 4]>> {
+    let nil = LuaValue::Nil;
+    let kill = |text: String| -> mlua::Result<Option<[LuaValue; 4]>> {
+        Ok(Some([
+            LuaValue::Integer(K_KILL as i64),
+            LuaValue::String(lua.create_string(text)?),
+            LuaValue::Nil,
+            LuaValue::Nil,
+        ]))
+    };
+    Ok(match envelope {
+        Envelope::Message(m) => {
+            let from = match m.from {
+                Some(pid) => LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?),
+                None => LuaValue::String(lua.create_string("")?),
+            };
+            let (multi, payload) = payload_to_lua(lua, &m.payloads)?;
+            match p.router.route(&m.topic) {
+                Route::Inbox => Some([
+                    LuaValue::Integer(if multi { K_MESSAGE_MULTI } else { K_MESSAGE } as i64),
+                    LuaValue::String(lua.create_string(&*m.topic)?),
+                    from,
+                    payload,
+                ]),
+                Route::Listener(ListenerId(id)) => {
+                    if p.message_listeners.contains(&id) {
+                        let id = if multi { -(id as i64) } else { id as i64 };
+                        Some([
+                            LuaValue::Integer(K_LISTENER_MESSAGE as i64),
+                            LuaValue::Integer(id),
+                            from,
+                            payload,
+                        ])
+                    } else {
+                        Some([
+                            LuaValue::Integer(K_LISTENER as i64),
+                            LuaValue::Integer(id as i64),
+                            nil,
+                            payload,
+                        ])
+                    }
+                }
+            }
+        }
+        Envelope::Event(event) => {
+            match &event {
+                Event::Exit { from, .. } => {
+                    if !remove_pid(&mut p.monitoring, *from) {
+                        return Ok(None);
+                    }
+                }
+                Event::LinkDown { from, .. } => {
+                    if !remove_pid(&mut p.links, *from) {
+                        return Ok(None);
+                    }
+                    if !p.trap_links {
+                        return kill(format!(
+                            "linked process failed: {}",
+                            core.kernel.render_pid(*from)
+                        ));
+                    }
+                }
+                Event::Cancel { .. } => {}
+            }
+            Some([
+                LuaValue::Integer(K_EVENT as i64),
+                nil.clone(),
+                nil,
+                LuaValue::Table(event_table(lua, core, &event)?),
+            ])
+        }
+        Envelope::Signal { from, signal } => match signal {
+            Signal::Link => {
+                if !p.links.contains(&from) {
+                    p.links.push(from);
+                }
+                None
+            }
+            Signal::Unlink => {
+                remove_pid(&mut p.links, from);
+                None
+            }
+            Signal::Monitor => {
+                p.monitors.push(from);
+                None
+            }
+            Signal::Demonitor => {
+                remove_pid(&mut p.monitors, from);
+                None
+            }
+            Signal::Terminate => return kill("terminated".into()),
+            Signal::Cancel(reason) => {
+                let event = Event::Cancel {
+                    from: Some(from),
+                    reason,
+                };
+                Some([
+                    LuaValue::Integer(K_EVENT as i64),
+                    nil.clone(),
+                    nil,
+                    LuaValue::Table(event_table(lua, core, &event)?),
+                ])
+            }
+        },
+        Envelope::Timer(id) => {
+            let Some(i) = p.timers.iter().position(|(t, _)| *t == id) else {
+                return Ok(None);
+            };
+            p.timers.swap_remove(i);
+            Some([
+                LuaValue::Integer(K_TIMER as i64),
+                LuaValue::Number(id as f64),
+                nil,
+                LuaValue::Number(now_seconds()),
+            ])
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn next(
+    lua: &Lua,
+    core: &Core,
+    prev: i64,
+    status: u8,
+    body: &Function,
+    env_mt: &Table,
+    preempt_ptr: PreemptPtr,
+) -> mlua::Result<MultiValue> {
+    if prev >= 0 {
+        let prev = prev as u32;
+        match status {
+            S_WAITING => {
+                let mailbox = lock(&core.procs).get(&prev).map(|p| p.mailbox.clone());
+                if let Some(mailbox) = mailbox {
+                    if !mailbox.prepare_wait() {
+                        lock(&core.ready).push_back(prev);
+                    }
+                }
+            }
+            S_READY => lock(&core.ready).push_back(prev),
+            _ => {}
+        }
+    }
+    let admitted: Vec<Admission> = std::mem::take(&mut *lock(&core.admits));
+    if !admitted.is_empty() {
+        let mut procs = lock(&core.procs);
+        for a in admitted {
+            procs.insert(
+                a.pid.slot,
+                LocalProc {
+                    pid: a.pid,
+                    mailbox: a.mailbox,
+                    code: a.code,
+                    init: Some(a.args),
+                    router: TopicRouter::default(),
+                    message_listeners: Vec::new(),
+                    next_listener: 0,
+                    links: a.links,
+                    monitors: a.monitors,
+                    monitoring: Vec::new(),
+                    trap_links: false,
+                    timers: Vec::new(),
+                    next_timer: 0,
+                },
+            );
+        }
+    }
+    {
+        let mut left = lock(&core.steps_left);
+        if *left == 0 {
+            return Ok(MultiValue::new());
+        }
+        *left -= 1;
+    }
+    loop {
+        let Some(token) = lock(&core.ready).pop_front() else {
+            return Ok(MultiValue::new());
+        };
+        let mut procs = lock(&core.procs);
+        let Some(p) = procs.get_mut(&token) else {
+            continue; // a wake-up for a process that already ended
+        };
+        let mut out = MultiValue::new();
+        out.push_back(LuaValue::Integer(token as i64));
+        match p.init.take() {
+            Some(args) => {
+                let code = p.code.clone();
+                let pid = p.pid;
+                drop(procs);
+                match start_thread(lua, core, &code, &args, body, env_mt, preempt_ptr, pid) {
+                    Ok(init) => out.push_back(LuaValue::Table(init)),
+                    Err(err) => {
+                        if let Some(p) = lock(&core.procs).remove(&token) {
+                            finish(core, p, ExitResult::Error(load_error_text(&err)));
+                        }
+                        continue;
+                    }
+                }
+                procs = lock(&core.procs);
+            }
+            None => out.push_back(LuaValue::Nil),
+        }
+        let Some(p) = procs.get_mut(&token) else {
+            continue;
+        };
+        let mailbox = p.mailbox.clone();
+        for _ in 0..MAX_ITEMS_PER_STEP {
+            let Some(envelope) = mailbox.pop() else { break };
+            if let Some(values) = item(lua, core, p, envelope)? {
+                let killed = matches!(values[0], LuaValue::Integer(k) if k == K_KILL as i64);
+                out.extend(values);
+                if killed {
+                    break;
+                }
+            }
+        }
+        if !mailbox.is_empty() {
+            // More than one step's worth: come back after the others.
+            lock(&core.ready).push_back(token);
+        }
+        return Ok(out);
+    }
+}
+
+fn load_error_text(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => load_error_text(cause),
+        other => other.to_string(),
+    }
+}
+
+/// Creates the coroutine of a process: a fresh global environment reading through to the
+/// shard's read-only globals, and the entry's chunk cloned into it.
+#[allow(clippy::too_many_arguments)]
+fn start_thread(
+    lua: &Lua,
+    core: &Core,
+    code: &LuaCode,
+    args: &[Value],
+    body: &Function,
+    env_mt: &Table,
+    preempt_ptr: PreemptPtr,
+    pid: Pid,
+) -> mlua::Result<Table> {
+    let chunk = load_chunk(lua, core, code)?;
+    // SAFETY: the three arguments are pushed in order (body, chunk, env_mt); the closure only
+    // uses stack slots it pushed itself and leaves exactly the new thread and the clone on top.
+    let (co, clone): (Thread, Function) = unsafe {
+        lua.exec_raw((body.clone(), chunk, env_mt.clone()), |state| {
+            use mlua::ffi;
+            let top = ffi::lua_gettop(state);
+            let (body_idx, chunk_idx, mt_idx) = (top - 2, top - 1, top);
+            let co = ffi::lua_newthread(state);
+            ffi::lua_createtable(state, 0, 0);
+            ffi::lua_pushvalue(state, mt_idx);
+            ffi::lua_setmetatable(state, -2);
+            ffi::lua_setsafeenv(state, -1, 1);
+            ffi::lua_xmove(state, co, 1);
+            ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
+            ffi::lua_pushvalue(state, body_idx);
+            ffi::lua_xmove(state, co, 1);
+            ffi::lua_pushvalue(state, chunk_idx);
+            ffi::lua_xmove(state, co, 1);
+            ffi::lua_clonefunction(co, -1);
+            ffi::lua_xmove(co, state, 1);
+            ffi::lua_settop(co, 1);
+            ffi::lua_setthreaddata(co, preempt_ptr.0 as *mut std::ffi::c_void);
+            // stack: body chunk mt co clone -> co clone
+            ffi::lua_remove(state, body_idx);
+            ffi::lua_remove(state, body_idx);
+            ffi::lua_remove(state, body_idx);
+        })?
+    };
+    let arg_table = lua.create_table_with_capacity(args.len(), 1)?;
+    for (i, v) in args.iter().enumerate() {
+        arg_table.raw_set(i + 1, value_to_lua(lua, v)?)?;
+    }
+    arg_table.raw_set("n", args.len())?;
+    let init = lua.create_table_with_capacity(6, 0)?;
+    init.raw_set(1, core.kernel.render_pid(pid))?;
+    init.raw_set(2, code.entry.as_str())?;
+    init.raw_set(3, co)?;
+    init.raw_set(4, clone)?;
+    init.raw_set(5, code.method.as_str())?;
+    init.raw_set(6, arg_table)?;
+    Ok(init)
+}

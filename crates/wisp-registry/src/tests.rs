@@ -1,0 +1,378 @@
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wisp_core::{HostIndex, Pid};
+
+/// A fresh temporary folder with the given files; removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(files: &[(&str, &str)]) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wisp-registry-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn id(s: &str) -> EntryId {
+    s.parse().unwrap()
+}
+
+const APP: &str = r#"version: "1.0"
+namespace: app
+entries:
+  - name: processes
+    kind: process.host
+    host: { workers: 2, max_processes: 100000 }
+    lifecycle: { auto_start: true }
+  - name: terminal
+    kind: terminal.host
+  - name: worker
+    kind: process.lua
+    source: file://worker.lua
+    modules: [time, os]
+    imports: { util: app.lib:util }
+  - name: svc
+    kind: process.service
+    process: app:worker
+    host: app:processes
+    input: [1, "two", {a: true}]
+    lifecycle:
+      auto_start: true
+      requires: [app:processes]
+      stop_timeout: 2s
+      restart: { delay: 250ms, max_attempts: 3, max_delay: 1m30s }
+      security:
+        actor: { id: svc-actor, meta: { role: admin } }
+        policies: [app:allow_all]
+  - name: allow_all
+    kind: security.policy
+    policy: { actions: "*", resources: ["app.*"], effect: allow }
+  - name: fancy
+    kind: http.endpoint
+"#;
+
+const LIB: &str = "namespace: app.lib\nentries:\n- name: util\n  kind: library.lua\n  source: file://../lib/util.lua\n";
+
+#[test]
+fn loads_a_good_folder() {
+    let dir = TempDir::new(&[
+        ("app.yaml", APP),
+        ("worker.lua", "return { main = function() end }"),
+        ("sub/lib.yaml", LIB),
+        ("lib/util.lua", "return {}"),
+        ("notes.txt", "not yaml"),
+    ]);
+    let reg = Registry::load_dir(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = reg.entries().map(|e| e.id.to_string()).collect();
+    assert_eq!(
+        ids,
+        [
+            "app:processes",
+            "app:terminal",
+            "app:worker",
+            "app:svc",
+            "app:allow_all",
+            "app:fancy",
+            "app.lib:util"
+        ]
+    );
+    let lines: Vec<usize> = reg.entries().map(|e| e.location.line).collect();
+    assert_eq!(lines, [4, 8, 10, 15, 28, 31, 3]);
+
+    let EntryKind::ProcessHost(h) = &reg.get(&id("app:processes")).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!((h.workers, h.max_processes), (Some(2), Some(100000)));
+    assert!(h.lifecycle.auto_start);
+    assert_eq!(h.lifecycle.stop_timeout, Duration::from_secs(10));
+
+    let worker = reg.get(&id("app:worker")).unwrap().kind.lua().unwrap();
+    assert_eq!(worker.method, "main");
+    assert_eq!(worker.source_path, dir.0.join("worker.lua"));
+    assert!(worker.source.contains("main"));
+    assert_eq!(worker.imports["util"], id("app.lib:util"));
+    let util = reg.get(&id("app.lib:util")).unwrap().kind.lua().unwrap();
+    assert_eq!(util.source_path, dir.0.join("sub/../lib/util.lua"));
+
+    let EntryKind::ProcessService(s) = &reg.get(&id("app:svc")).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(s.process, id("app:worker"));
+    assert_eq!(s.input.len(), 3);
+    assert_eq!(s.input[1], Value::str("two"));
+    let l = &s.lifecycle;
+    assert_eq!(l.stop_timeout, Duration::from_secs(2));
+    assert_eq!(l.stable_threshold, Duration::from_secs(5));
+    assert_eq!(l.restart.initial_delay, Duration::from_millis(250));
+    assert_eq!(l.restart.max_delay, Duration::from_secs(90));
+    assert_eq!(l.restart.max_attempts, 3);
+    assert_eq!(l.restart.backoff_factor, 2.0);
+    let sec = l.security.as_ref().unwrap();
+    assert_eq!(sec.actor.as_ref().unwrap().meta["role"], "admin");
+    assert_eq!(sec.policies, [id("app:allow_all")]);
+
+    let EntryKind::SecurityPolicy(pol) = &reg.get(&id("app:allow_all")).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(pol.actions, ["*"]);
+    assert_eq!(pol.effect, PolicyEffect::Allow);
+
+    let warnings: Vec<String> = reg.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("app.yaml:13: entry app:worker: module `os`")));
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("app.yaml:31: entry app:fancy: unknown kind `http.endpoint`")));
+}
+
+/// (files besides `a.lua`, expected (file, line, fragment) of every error)
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, usize, &'static str)],
+);
+
+#[test]
+fn reports_bad_registries() {
+    let cases: &[Case] = &[
+        (
+            &[("a.yaml", "namespace: app\nentries:\n  - name: x\n    kind: [oops\n")],
+            &[("a.yaml", 5, "invalid YAML")],
+        ),
+        (&[("a.yaml", "entries: []\n")], &[("a.yaml", 1, "missing `namespace`")]),
+        (&[("a.yaml", "namespace: app\n")], &[("a.yaml", 1, "missing `entries`")]),
+        (&[("a.yaml", "- 1\n")], &[("a.yaml", 1, "must be a mapping")]),
+        (
+            &[("a.yaml", "namespace: app\nentries:\n  - kind: process.host\n  - name: y\n")],
+            &[
+                ("a.yaml", 3, "entry without `name`"),
+                ("a.yaml", 4, "entry app:y: entry without `kind`"),
+            ],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: h\n    kind: process.host\n  - name: h\n    kind: terminal.host\n",
+            )],
+            &[("a.yaml", 5, "entry app:h: duplicate entry ID app:h (first defined at ")],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: p\n    kind: process.lua\n    source: file://missing.lua\n",
+            )],
+            &[("a.yaml", 5, "entry app:p: cannot read source file")],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: h\n    kind: process.host\n    host:\n      workers: many\n",
+            )],
+            &[("a.yaml", 6, "entry app:h: `host.workers` must be a non-negative integer, found a string")],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: h\n    kind: process.host\n    lifecycle:\n      auto_start: true\n      stop_timeout: soon\n",
+            )],
+            &[("a.yaml", 7, "`lifecycle.stop_timeout`: invalid duration `soon`")],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: p\n    kind: process.lua\n    source: file://a.lua\n    imports:\n      u: app:p\n      v: app:nope\n",
+            )],
+            &[
+                ("a.yaml", 6, "entry app:p: import `u` names app:p, which is a process.lua, not a library.lua"),
+                ("a.yaml", 6, "import `v` names app:nope, which is not defined"),
+            ],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: s\n    kind: process.service\n    process: app:nope\n    host: app:s\n",
+            )],
+            &[
+                ("a.yaml", 5, "`process` names app:nope, which is not defined"),
+                ("a.yaml", 6, "`host` names app:s, which is a process.service, not a process.host or terminal.host"),
+            ],
+        ),
+        (
+            &[
+                (
+                    "a.yaml",
+                    "namespace: app\nentries:\n  - name: a\n    kind: process.host\n    lifecycle:\n      requires: [app:b]\n",
+                ),
+                (
+                    "b.yaml",
+                    "namespace: app\nentries:\n  - name: b\n    kind: process.host\n    lifecycle: { requires: [app:a] }\n",
+                ),
+            ],
+            &[("a.yaml", 6, "entry app:a: requires cycle: app:a -> app:b -> app:a")],
+        ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: s\n    kind: process.service\n    host: app:h\n  - name: h\n    kind: process.host\n    host: { workers: -1 }\n",
+            )],
+            &[
+                ("a.yaml", 3, "entry app:s: missing `process`"),
+                ("a.yaml", 8, "entry app:h: `host.workers` must be a non-negative integer"),
+            ],
+        ),
+        (
+            &[
+                ("a.yaml", "namespace: app\nentries:\n  - name: pol\n    kind: security.policy\n    policy:\n      actions: '*'\n      effect: maybe\n"),
+                ("b.yaml", "namespace: ok\nentries: []\n"),
+            ],
+            &[("a.yaml", 7, "`policy.effect` must be allow or deny, found `maybe`")],
+        ),
+    ];
+    for (i, (files, want)) in cases.iter().enumerate() {
+        let mut all: Vec<(&str, &str)> = files.to_vec();
+        all.push(("a.lua", "return {}"));
+        let dir = TempDir::new(&all);
+        let errors = match Registry::load_dir(&dir.0) {
+            Ok(_) => panic!("case {i}: loaded"),
+            Err(e) => e.0,
+        };
+        let rendered: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errors.len(), want.len(), "case {i}: {rendered:#?}");
+        for (file, line, fragment) in want.iter() {
+            assert!(
+                errors.iter().any(|d| d.location.file == dir.0.join(file)
+                    && d.location.line == *line
+                    && d.to_string().contains(fragment)),
+                "case {i}: no {file}:{line} {fragment:?} in {rendered:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn durations() {
+    let ms = Duration::from_millis;
+    let rows: &[(&str, Option<Duration>)] = &[
+        ("1s", Some(ms(1000))),
+        ("250ms", Some(ms(250))),
+        ("1m30s", Some(ms(90_000))),
+        ("90s", Some(ms(90_000))),
+        ("2h", Some(ms(7_200_000))),
+        ("1.5h", Some(ms(5_400_000))),
+        ("1h2m3s4ms5us6ns", Some(Duration::new(3723, 4_005_006))),
+        ("10", Some(ms(10_000))),
+        ("0.5", Some(ms(500))),
+        ("0", Some(Duration::ZERO)),
+        (" 3s ", Some(ms(3000))),
+        (".5s", Some(ms(500))),
+        ("", None),
+        ("s", None),
+        ("1x", None),
+        ("-1s", None),
+        ("1.2.3s", None),
+        ("1s2", None),
+        ("99999999999999999999999h", None),
+    ];
+    for (text, want) in rows {
+        assert_eq!(parse_duration(text).ok(), *want, "{text:?}");
+    }
+    assert_eq!(parse_go_duration("10").ok(), None);
+    assert_eq!(parse_go_duration("10ms").ok(), Some(ms(10)));
+}
+
+#[test]
+fn entry_ids() {
+    for good in ["app:x", "app.sub:worker-1"] {
+        assert_eq!(id(good).to_string(), good);
+    }
+    for bad in ["", "app", ":x", "app:", "a:b:c", "a b:c"] {
+        assert!(bad.parse::<EntryId>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn name_registry() {
+    let pid = |n| Pid::new(HostIndex(0), n, 0);
+    let names = NameRegistry::default();
+    let alive = |_| true;
+    let dead = |_| false;
+    assert!(names.register("a", pid(1), alive).is_ok());
+    assert!(names.register("a", pid(1), alive).is_ok());
+    assert_eq!(
+        names.register("a", pid(2), alive),
+        Err(NameError::NameTaken(pid(1)))
+    );
+    assert!(names.register("b", pid(1), alive).is_ok());
+    assert!(matches!(
+        names.register("", pid(1), alive),
+        Err(NameError::Invalid { .. })
+    ));
+    assert!(matches!(
+        names.register("{app|0x1}", pid(1), alive),
+        Err(NameError::Invalid { .. })
+    ));
+    // A dead holder's name is taken over.
+    assert!(names.register("a", pid(2), dead).is_ok());
+    assert_eq!(names.lookup("a"), Some(pid(2)));
+    assert_eq!(names.names_of(pid(1)), ["b"]);
+    assert_eq!(names.release_all(pid(1)), ["b"]);
+    assert_eq!(names.lookup("b"), None);
+    assert!(names.unregister("a"));
+    assert!(!names.unregister("a"));
+    assert!(names.is_empty());
+    assert!(names.release_all(pid(2)).is_empty());
+}
+
+#[test]
+fn name_registry_concurrent() {
+    let names = std::sync::Arc::new(NameRegistry::default());
+    let handles: Vec<_> = (0..4u32)
+        .map(|t| {
+            let names = names.clone();
+            std::thread::spawn(move || {
+                let me = Pid::new(HostIndex(0), t, 0);
+                let mut won = 0;
+                for i in 0..200 {
+                    if names.register(&format!("n{i}"), me, |_| true).is_ok() {
+                        won += 1;
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let total: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 200);
+    let released: usize = (0..4)
+        .map(|t| names.release_all(Pid::new(HostIndex(0), t, 0)).len())
+        .sum();
+    assert_eq!(released, 200);
+    assert!(names.is_empty());
+}
+
+proptest::proptest! {
+    #[test]
+    fn go_durations_round_trip(h in 0u64..100, m in 0u64..60, s in 0u64..60, ms in 0u64..1000) {
+        let text = format!("{h}h{m}m{s}s{ms}ms");
+        let want = Duration::from_millis(((h * 60 + m) * 60 + s) * 1000 + ms);
+        proptest::prop_assert_eq!(parse_duration(&text), Ok(want));
+    }
+}

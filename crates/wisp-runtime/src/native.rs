@@ -1,0 +1,230 @@
+//! Native Rust processes: state machines on the same scheduler as Lua shards.
+//!
+//! A native process is its own scheduler task. It is stepped whenever its mailbox wakes it, and
+//! says after each step whether it waits for more or is done.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+
+use wisp_core::{Envelope, ExitResult, Message, Pid, Value};
+use wisp_lua::{Dest, Kernel, ProcessExit, SendError};
+use wisp_mailbox::{Mailbox, Wake};
+use wisp_scheduler::{Handle, ScheduleState, Task};
+
+/// What a native process does after a step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Wait for the next envelope.
+    Wait,
+    /// The process is done.
+    Done(ExitResult),
+}
+
+/// A process written in Rust. Signals (links, monitors) are handled by the runtime; the process
+/// sees messages, events and its own timers.
+pub trait Process: Send + 'static {
+    /// Runs once when the process starts.
+    fn init(&mut self, cx: &mut Context<'_>) -> Step {
+        let _ = cx;
+        Step::Wait
+    }
+    /// Handles one envelope from the mailbox.
+    fn handle(&mut self, cx: &mut Context<'_>, envelope: Envelope) -> Step;
+}
+
+/// Builds a native process from its spawn arguments.
+pub type NativeFactory = Arc<dyn Fn(Vec<Value>) -> Box<dyn Process> + Send + Sync>;
+
+/// A native process's view of the runtime.
+pub struct Context<'a> {
+    pid: Pid,
+    kernel: &'a dyn Kernel,
+}
+
+impl Context<'_> {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn render_pid(&self, pid: Pid) -> String {
+        self.kernel.render_pid(pid)
+    }
+
+    pub fn parse_pid(&self, text: &str) -> Option<Pid> {
+        self.kernel.parse_pid(text)
+    }
+
+    /// Sends to a PID.
+    pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
+        let message = Message {
+            from: Some(self.pid),
+            topic: topic.into(),
+            payloads,
+        };
+        self.kernel.send(self.pid, Dest::Pid(to), message)
+    }
+
+    /// Sends to a registered name.
+    pub fn send_to_name(
+        &self,
+        name: &str,
+        topic: &str,
+        payloads: Vec<Value>,
+    ) -> Result<(), SendError> {
+        let message = Message {
+            from: Some(self.pid),
+            topic: topic.into(),
+            payloads,
+        };
+        self.kernel.send(self.pid, Dest::Name(name), message)
+    }
+}
+
+pub(crate) struct NativeTask {
+    pid: Pid,
+    mailbox: Arc<Mailbox<Envelope>>,
+    sched: ScheduleState,
+    pool: Handle,
+    kernel: Arc<dyn Kernel>,
+    state: Mutex<NativeState>,
+}
+
+struct NativeState {
+    process: Option<Box<dyn Process>>,
+    started: bool,
+    links: Vec<Pid>,
+    monitors: Vec<Pid>,
+}
+
+/// The mailbox hook of a native process; weak so the mailbox does not keep its task alive.
+pub(crate) struct NativeWaker(pub(crate) Mutex<Weak<NativeTask>>);
+
+impl Wake for NativeWaker {
+    fn wake(&self, _token: u32) {
+        let task = self.0.lock().ok().and_then(|w| w.upgrade());
+        if let Some(task) = task {
+            if task.sched.notify() {
+                task.pool.clone().schedule(task);
+            }
+        }
+    }
+}
+
+impl NativeTask {
+    pub(crate) fn start(
+        pid: Pid,
+        mailbox: Arc<Mailbox<Envelope>>,
+        waker: &NativeWaker,
+        process: Box<dyn Process>,
+        pool: Handle,
+        kernel: Arc<dyn Kernel>,
+        links: Vec<Pid>,
+        monitors: Vec<Pid>,
+    ) {
+        let task = Arc::new(NativeTask {
+            pid,
+            mailbox,
+            sched: ScheduleState::new(),
+            pool,
+            kernel,
+            state: Mutex::new(NativeState {
+                process: Some(process),
+                started: false,
+                links,
+                monitors,
+            }),
+        });
+        if let Ok(mut w) = waker.0.lock() {
+            *w = Arc::downgrade(&task);
+        }
+        if task.sched.notify() {
+            task.pool.clone().schedule(task);
+        }
+    }
+
+    fn finish(&self, state: &mut NativeState, result: ExitResult) {
+        state.process = None;
+        let leftover = self.mailbox.close();
+        self.kernel.exited(ProcessExit {
+            pid: self.pid,
+            result,
+            links: std::mem::take(&mut state.links),
+            monitors: std::mem::take(&mut state.monitors),
+            leftover,
+        });
+    }
+}
+
+/// Envelopes a native process handles per run before yielding the worker.
+const NATIVE_BATCH: usize = 64;
+
+impl Task for NativeTask {
+    fn run(self: Arc<Self>) {
+        self.sched.begin_run();
+        let mut more = false;
+        {
+            let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let state = &mut *guard;
+            if let Some(mut process) = state.process.take() {
+                let mut cx = Context {
+                    pid: self.pid,
+                    kernel: &*self.kernel,
+                };
+                let mut outcome = Step::Wait;
+                if !state.started {
+                    state.started = true;
+                    outcome = process.init(&mut cx);
+                }
+                let mut queue = VecDeque::new();
+                let mut handled = 0;
+                while outcome == Step::Wait && handled < NATIVE_BATCH {
+                    let Some(envelope) = queue.pop_front().or_else(|| self.mailbox.pop()) else {
+                        break;
+                    };
+                    handled += 1;
+                    outcome = match envelope {
+                        Envelope::Signal { from, signal } => match signal {
+                            wisp_core::Signal::Link => {
+                                state.links.push(from);
+                                Step::Wait
+                            }
+                            wisp_core::Signal::Unlink => {
+                                state.links.retain(|p| *p != from);
+                                Step::Wait
+                            }
+                            wisp_core::Signal::Monitor => {
+                                state.monitors.push(from);
+                                Step::Wait
+                            }
+                            wisp_core::Signal::Demonitor => {
+                                state.monitors.retain(|p| *p != from);
+                                Step::Wait
+                            }
+                            wisp_core::Signal::Terminate => {
+                                Step::Done(ExitResult::Error("terminated".into()))
+                            }
+                            wisp_core::Signal::Cancel(reason) => process.handle(
+                                &mut cx,
+                                Envelope::Event(wisp_core::Event::Cancel {
+                                    from: Some(from),
+                                    reason,
+                                }),
+                            ),
+                        },
+                        other => process.handle(&mut cx, other),
+                    };
+                }
+                match outcome {
+                    Step::Done(result) => self.finish(state, result),
+                    Step::Wait => {
+                        state.process = Some(process);
+                        more = handled == NATIVE_BATCH || !self.mailbox.prepare_wait();
+                    }
+                }
+            }
+        }
+        if self.sched.end_run(more) {
+            self.pool.clone().schedule_global(self.clone());
+        }
+    }
+}

@@ -1,0 +1,5 @@
+local function main(n: number): number
+	return n * n
+end
+
+return { main = main }
