@@ -42,9 +42,14 @@ impl ChunkCache {
             .set_optimization_level(2)
             .compile(source.as_bytes())
             .unwrap_or_else(|err| {
-                // Luau encodes compile errors as bytecode starting with 0 followed by the message.
-                let mut bytes = vec![0u8];
-                bytes.extend_from_slice(err.to_string().as_bytes());
+                // Luau encodes compile errors as bytecode: a 0 byte, then `:line: message`;
+                // loading it raises the message behind the chunk's name.
+                let message = match err {
+                    mlua::Error::SyntaxError { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let mut bytes = b"\0:".to_vec();
+                bytes.extend_from_slice(message.as_bytes());
                 bytes
             })
             .into();

@@ -79,8 +79,32 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
         preempt.count.set(count);
         return;
     }
+    if in_runtime_code(state) {
+        // Channel operations in the prelude must not be split by a preemption: try again soon.
+        preempt
+            .count
+            .set(preempt.budget.saturating_sub(RETRY_AFTER));
+        return;
+    }
     preempt.count.set(0);
     if ffi::lua_isyieldable(state) != 0 {
         ffi::lua_yield(state, 0);
     }
+}
+
+/// Interrupts to wait before trying again to preempt a coroutine that was inside runtime code.
+const RETRY_AFTER: u32 = 16;
+
+/// The chunk name of the runtime's own Lua code (see `shard.rs`).
+pub(crate) const RUNTIME_CHUNK: &str = "=wisp";
+
+/// True when the running function belongs to the runtime's prelude.
+unsafe fn in_runtime_code(state: *mut ffi::lua_State) -> bool {
+    let mut ar: ffi::lua_Debug = std::mem::zeroed();
+    // SAFETY: level 0 is the running function; "s" fills `source` with a NUL-terminated string
+    // owned by the function's prototype, which outlives this call.
+    if ffi::lua_getinfo(state, 0, c"s".as_ptr(), &mut ar) == 0 || ar.source.is_null() {
+        return false;
+    }
+    std::ffi::CStr::from_ptr(ar.source).to_bytes() == RUNTIME_CHUNK.as_bytes()
 }

@@ -236,7 +236,10 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let preempt_ptr = PreemptPtr(&*preempt as *const Preempt as usize);
     let r = lua.create_table()?;
     register_callbacks(&lua, &r, core, preempt_ptr)?;
-    let prelude: Table = lua.load(PRELUDE).set_name("=wisp").call(r.clone())?;
+    let prelude: Table = lua
+        .load(PRELUDE)
+        .set_name(preempt::RUNTIME_CHUNK)
+        .call(r.clone())?;
 
     let globals = lua.globals();
     globals.set("process", prelude.get::<Table>("process")?)?;

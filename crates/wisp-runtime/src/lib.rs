@@ -557,7 +557,7 @@ impl NodeInner {
                 Ok(pid)
             }
             Code::Native(factory) => {
-                let waker = Arc::new(NativeWaker(Mutex::new(std::sync::Weak::new())));
+                let waker = Arc::new(NativeWaker(Mutex::new(None)));
                 let hook: Arc<dyn wisp_mailbox::Wake> = waker.clone();
                 let mut mailbox = None;
                 let group = host.next_shard.fetch_add(1, Ordering::Relaxed);
@@ -577,7 +577,7 @@ impl NodeInner {
                 NativeTask::start(
                     pid,
                     mailbox,
-                    &waker,
+                    waker,
                     factory(args),
                     host.handle.clone(),
                     kernel,

@@ -4,7 +4,7 @@
 //! says after each step whether it waits for more or is done.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use wisp_core::{Envelope, ExitResult, Message, Pid, Value};
 use wisp_lua::{Dest, Kernel, ProcessExit, SendError};
@@ -81,6 +81,7 @@ impl Context<'_> {
 }
 
 pub(crate) struct NativeTask {
+    waker: Arc<NativeWaker>,
     pid: Pid,
     mailbox: Arc<Mailbox<Envelope>>,
     sched: ScheduleState,
@@ -96,12 +97,14 @@ struct NativeState {
     monitors: Vec<Pid>,
 }
 
-/// The mailbox hook of a native process; weak so the mailbox does not keep its task alive.
-pub(crate) struct NativeWaker(pub(crate) Mutex<Weak<NativeTask>>);
+/// The mailbox hook of a native process. It owns the task while the process lives (an idle
+/// task is referenced by nothing else); the task clears it when it finishes, ending the cycle
+/// task -> mailbox -> hook -> task.
+pub(crate) struct NativeWaker(pub(crate) Mutex<Option<Arc<NativeTask>>>);
 
 impl Wake for NativeWaker {
     fn wake(&self, _token: u32) {
-        let task = self.0.lock().ok().and_then(|w| w.upgrade());
+        let task = self.0.lock().ok().and_then(|w| w.clone());
         if let Some(task) = task {
             if task.sched.notify() {
                 task.pool.clone().schedule(task);
@@ -114,7 +117,7 @@ impl NativeTask {
     pub(crate) fn start(
         pid: Pid,
         mailbox: Arc<Mailbox<Envelope>>,
-        waker: &NativeWaker,
+        waker: Arc<NativeWaker>,
         process: Box<dyn Process>,
         pool: Handle,
         kernel: Arc<dyn Kernel>,
@@ -122,6 +125,7 @@ impl NativeTask {
         monitors: Vec<Pid>,
     ) {
         let task = Arc::new(NativeTask {
+            waker: waker.clone(),
             pid,
             mailbox,
             sched: ScheduleState::new(),
@@ -135,7 +139,7 @@ impl NativeTask {
             }),
         });
         if let Ok(mut w) = waker.0.lock() {
-            *w = Arc::downgrade(&task);
+            *w = Some(task.clone());
         }
         if task.sched.notify() {
             task.pool.clone().schedule(task);
@@ -144,6 +148,9 @@ impl NativeTask {
 
     fn finish(&self, state: &mut NativeState, result: ExitResult) {
         state.process = None;
+        if let Ok(mut w) = self.waker.0.lock() {
+            *w = None;
+        }
         let leftover = self.mailbox.close();
         self.kernel.exited(ProcessExit {
             pid: self.pid,
