@@ -14,11 +14,7 @@ use wisp_runtime::{Node, TerminalIo};
 const STATUS_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(
-    name = "wisp",
-    version,
-    about = "Run Lua process apps on the Wisp actor runtime"
-)]
+#[command(name = "wisp", version, about = "Run Lua process apps on the Wisp actor runtime")]
 struct Cli {
     /// Worker threads for hosts that do not set `workers` (default: one per core).
     #[arg(long, global = true)]
@@ -94,11 +90,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(STATUS_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if err.use_stderr() { ExitCode::from(STATUS_CONFIG) } else { ExitCode::SUCCESS };
         }
     };
     match cli.command {
@@ -142,9 +134,7 @@ fn load(dir: &Path) -> Result<Registry, ExitCode> {
 }
 
 fn build(registry: Registry, workers: Option<usize>) -> Result<Node, ExitCode> {
-    let terminal = Arc::new(StdTerminal {
-        stdin: Mutex::new(std::io::stdin()),
-    });
+    let terminal = Arc::new(StdTerminal { stdin: Mutex::new(std::io::stdin()) });
     let mut builder = Node::builder().registry(registry).terminal(terminal);
     if let Some(w) = workers {
         builder = builder.default_workers(w);
@@ -200,12 +190,9 @@ fn run(dir: &Path, workers: Option<usize>) -> ExitCode {
     let services: Vec<(String, String, String, Vec<Value>)> = registry
         .entries()
         .filter_map(|e| match &e.kind {
-            EntryKind::ProcessService(s) if s.lifecycle.auto_start => Some((
-                e.id.to_string(),
-                s.process.to_string(),
-                s.host.to_string(),
-                s.input.clone(),
-            )),
+            EntryKind::ProcessService(s) if s.lifecycle.auto_start => {
+                Some((e.id.to_string(), s.process.to_string(), s.host.to_string(), s.input.clone()))
+            }
             _ => None,
         })
         .collect();

@@ -17,11 +17,7 @@ pub struct Pid {
 
 impl Pid {
     pub const fn new(host: HostIndex, slot: u32, generation: u32) -> Pid {
-        Pid {
-            host,
-            slot,
-            generation,
-        }
+        Pid { host, slot, generation }
     }
 
     /// The number shown after `0x` in the rendered PID: generation in the high half, slot in the low.
@@ -31,19 +27,13 @@ impl Pid {
 
     /// Renders the PID as `{host|0x0002a}` given the host's name.
     pub fn display<'a>(self, host_name: &'a str) -> PidDisplay<'a> {
-        PidDisplay {
-            pid: self,
-            host_name,
-        }
+        PidDisplay { pid: self, host_name }
     }
 
     /// Splits `{host|0x0002a}` into the host name and a PID for `host`.
     /// The caller maps the name to a `HostIndex`.
     pub fn parse_parts(text: &str) -> Result<(&str, u64), PidParseError> {
-        let inner = text
-            .strip_prefix('{')
-            .and_then(|t| t.strip_suffix('}'))
-            .ok_or(PidParseError::Shape)?;
+        let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).ok_or(PidParseError::Shape)?;
         let (host, serial) = inner.split_once('|').ok_or(PidParseError::Shape)?;
         let hex = serial.strip_prefix("0x").ok_or(PidParseError::Shape)?;
         if host.is_empty() || hex.is_empty() || hex.len() > 16 {
@@ -54,11 +44,7 @@ impl Pid {
     }
 
     pub const fn from_serial(host: HostIndex, serial: u64) -> Pid {
-        Pid {
-            host,
-            slot: serial as u32,
-            generation: (serial >> 32) as u32,
-        }
+        Pid { host, slot: serial as u32, generation: (serial >> 32) as u32 }
     }
 }
 
@@ -104,17 +90,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "",
-            "{}",
-            "{h|}",
-            "{h|0x}",
-            "{|0x1}",
-            "h|0x1",
-            "{h|0xzz}",
-            "{h|12}",
-            "{h|0x11112222333344445}",
-        ] {
+        for bad in ["", "{}", "{h|}", "{h|0x}", "{|0x1}", "h|0x1", "{h|0xzz}", "{h|12}", "{h|0x11112222333344445}"] {
             assert!(Pid::parse_parts(bad).is_err(), "{bad}");
         }
     }

@@ -12,10 +12,7 @@ pub fn lua_to_value(value: &LuaValue) -> Result<Value, ValueError> {
     to_value(value, &mut path)
 }
 
-fn to_value(
-    value: &LuaValue,
-    path: &mut Vec<*const std::ffi::c_void>,
-) -> Result<Value, ValueError> {
+fn to_value(value: &LuaValue, path: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ValueError> {
     Ok(match value {
         LuaValue::Nil => Value::Nil,
         LuaValue::Boolean(b) => Value::Bool(*b),
@@ -27,10 +24,7 @@ fn to_value(
     })
 }
 
-fn table_to_value(
-    table: &LuaTable,
-    path: &mut Vec<*const std::ffi::c_void>,
-) -> Result<Table, ValueError> {
+fn table_to_value(table: &LuaTable, path: &mut Vec<*const std::ffi::c_void>) -> Result<Table, ValueError> {
     let ptr = table.to_pointer();
     if path.contains(&ptr) {
         return Err(ValueError::Cycle);
@@ -40,23 +34,16 @@ fn table_to_value(
     }
     path.push(ptr);
     let len = table.raw_len();
-    let mut out = Table {
-        array: Vec::with_capacity(len),
-        map: Vec::new(),
-    };
+    let mut out = Table { array: Vec::with_capacity(len), map: Vec::new() };
     for i in 1..=len {
-        let v: LuaValue = table
-            .raw_get(i)
-            .map_err(|_| ValueError::Unsupported("table"))?;
+        let v: LuaValue = table.raw_get(i).map_err(|_| ValueError::Unsupported("table"))?;
         out.array.push(to_value(&v, path)?);
     }
     for pair in table.pairs::<LuaValue, LuaValue>() {
         let (k, v) = pair.map_err(|_| ValueError::Unsupported("table"))?;
         let key = match &k {
             LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => continue,
-            LuaValue::Number(n) if n.fract() == 0.0 && *n >= 1.0 && (*n as usize) <= len => {
-                continue
-            }
+            LuaValue::Number(n) if n.fract() == 0.0 && *n >= 1.0 && (*n as usize) <= len => continue,
             LuaValue::Boolean(b) => Key::Bool(*b),
             LuaValue::Integer(i) => Key::Number(*i as f64),
             LuaValue::Number(n) => Key::Number(*n),
@@ -101,16 +88,11 @@ mod tests {
     #[test]
     fn round_trips_nested_tables() {
         let lua = Lua::new();
-        let v: LuaValue = lua
-            .load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#)
-            .eval()
-            .unwrap();
+        let v: LuaValue = lua.load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#).eval().unwrap();
         let copied = lua_to_value(&v).unwrap();
         let back = value_to_lua(&lua, &copied).unwrap();
         assert_eq!(lua_to_value(&back).unwrap(), copied);
-        let Value::Table(t) = copied else {
-            panic!("not a table")
-        };
+        let Value::Table(t) = copied else { panic!("not a table") };
         assert_eq!(t.array.len(), 4);
         assert_eq!(t.map.len(), 1);
     }
@@ -123,10 +105,7 @@ mod tests {
             ("local t = {} t.self = t return t", ValueError::Cycle),
             ("return {f = print}", ValueError::Unsupported("function")),
             ("return {[{}] = 1}", ValueError::BadKey("table")),
-            (
-                "return coroutine.create(print)",
-                ValueError::Unsupported("thread"),
-            ),
+            ("return coroutine.create(print)", ValueError::Unsupported("thread")),
         ];
         for (src, want) in cases {
             let v: LuaValue = lua.load(src).eval().unwrap();
@@ -144,10 +123,7 @@ mod tests {
     #[test]
     fn refuses_deep_nesting() {
         let lua = Lua::new();
-        let v: LuaValue = lua
-            .load("local t = {} for i = 1, 100 do t = {t} end return t")
-            .eval()
-            .unwrap();
+        let v: LuaValue = lua.load("local t = {} for i = 1, 100 do t = {t} end return t").eval().unwrap();
         assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
     }
 }

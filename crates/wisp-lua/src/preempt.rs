@@ -24,11 +24,7 @@ unsafe impl Send for Preempt {}
 
 impl Preempt {
     pub(crate) fn new(budget: u32) -> Box<Preempt> {
-        Box::new(Preempt {
-            last: Cell::new(std::ptr::null()),
-            count: Cell::new(0),
-            budget,
-        })
+        Box::new(Preempt { last: Cell::new(std::ptr::null()), count: Cell::new(0), budget })
     }
 }
 
@@ -81,9 +77,7 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     }
     if in_runtime_code(state) {
         // Channel operations in the prelude must not be split by a preemption: try again soon.
-        preempt
-            .count
-            .set(preempt.budget.saturating_sub(RETRY_AFTER));
+        preempt.count.set(preempt.budget.saturating_sub(RETRY_AFTER));
         return;
     }
     preempt.count.set(0);

@@ -14,6 +14,7 @@
 //! process's token (its PID slot), which queues the token here and schedules the shard.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,11 +60,7 @@ pub struct ShardConfig {
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig {
-            host: "host".into(),
-            batch: 256,
-            preempt_budget: 20_000,
-        }
+        ShardConfig { host: "host".into(), batch: 256, preempt_budget: 20_000 }
     }
 }
 
@@ -86,6 +83,8 @@ struct Core {
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
     steps_left: Mutex<usize>,
     shard: OnceLock<Weak<Shard>>,
+    /// Processes admitted and not yet ended; read by placement without taking locks.
+    live: AtomicUsize,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -129,10 +128,7 @@ fn remove_pid(list: &mut Vec<Pid>, pid: Pid) -> bool {
 }
 
 fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Shard {
@@ -156,12 +152,10 @@ impl Shard {
             loaded: Mutex::new(HashMap::new()),
             steps_left: Mutex::new(0),
             shard: OnceLock::new(),
+            live: AtomicUsize::new(0),
         });
         let vm = build_vm(&core)?;
-        let shard = Arc::new(Shard {
-            core: core.clone(),
-            vm: Mutex::new(Some(vm)),
-        });
+        let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
         let _ = core.shard.set(Arc::downgrade(&shard));
         Ok(shard)
     }
@@ -174,13 +168,34 @@ impl Shard {
     /// Takes in a newly spawned process; it starts at the shard's next run.
     pub fn admit(&self, admission: Admission) {
         let token = admission.pid.slot;
+        self.core.live.fetch_add(1, Ordering::Relaxed);
         lock(&self.core.admits).push(admission);
         self.core.wake(token);
     }
 
+    /// Takes in a process spawned by one of this shard's own processes and runs it next
+    /// (last in, first out): a spawn tree is then walked depth-first, which keeps few
+    /// processes alive at once, and parent and child stay warm in cache.
+    pub fn admit_next(&self, admission: Admission) {
+        let token = admission.pid.slot;
+        self.core.live.fetch_add(1, Ordering::Relaxed);
+        lock(&self.core.admits).push(admission);
+        lock(&self.core.ready).push_front(token);
+        if self.core.sched.notify() {
+            if let Some(shard) = self.core.shard.get().and_then(Weak::upgrade) {
+                self.core.pool.schedule(shard);
+            }
+        }
+    }
+
+    /// Processes waiting for their turn on this shard.
+    pub fn ready_len(&self) -> usize {
+        lock(&self.core.ready).len()
+    }
+
     /// Processes living on this shard now.
     pub fn live_processes(&self) -> usize {
-        lock(&self.core.procs).len() + lock(&self.core.admits).len()
+        self.core.live.load(Ordering::Relaxed)
     }
 
     /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
@@ -236,10 +251,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let preempt_ptr = PreemptPtr(&*preempt as *const Preempt as usize);
     let r = lua.create_table()?;
     register_callbacks(&lua, &r, core, preempt_ptr)?;
-    let prelude: Table = lua
-        .load(PRELUDE)
-        .set_name(preempt::RUNTIME_CHUNK)
-        .call(r.clone())?;
+    let prelude: Table = lua.load(PRELUDE).set_name(preempt::RUNTIME_CHUNK).call(r.clone())?;
 
     let globals = lua.globals();
     globals.set("process", prelude.get::<Table>("process")?)?;
@@ -247,21 +259,10 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let coroutine: Table = globals.get("coroutine")?;
     coroutine.set("spawn", prelude.get::<Function>("coroutine_spawn")?)?;
     let make_require: Function = prelude.get("make_require")?;
-    globals.set(
-        "require",
-        make_require.call::<Function>(lua.create_table()?)?,
-    )?;
+    globals.set("require", make_require.call::<Function>(lua.create_table()?)?)?;
     let print_fn: Function = prelude.get("print")?;
     globals.set("print", print_fn)?;
-    for name in [
-        "getfenv",
-        "setfenv",
-        "loadstring",
-        "load",
-        "dofile",
-        "loadfile",
-        "collectgarbage",
-    ] {
+    for name in ["getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "collectgarbage"] {
         globals.set(name, LuaValue::Nil)?;
     }
     let env_mt = lua.create_table()?;
@@ -281,11 +282,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
             next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr)
         })?,
     )?;
-    Ok(Vm {
-        drive,
-        _lua: lua,
-        _preempt: preempt,
-    })
+    Ok(Vm { drive, _lua: lua, _preempt: preempt })
 }
 
 /// Looks up the running process; Lua always passes its token.
@@ -309,9 +306,7 @@ fn parse_dest<'a>(core: &Core, dest: &'a str) -> Dest<'a> {
 }
 
 fn args_to_values(args: &[LuaValue]) -> mlua::Result<Vec<Value>> {
-    args.iter()
-        .map(|a| lua_to_value(a).map_err(|e| mlua::Error::runtime(e.to_string())))
-        .collect()
+    args.iter().map(|a| lua_to_value(a).map_err(|e| mlua::Error::runtime(e.to_string()))).collect()
 }
 
 /// A number of nanoseconds or a Go-style duration string; zero or negative is refused.
@@ -323,18 +318,11 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
             let text = s.to_str()?.to_string();
             return match wisp_registry::parse_go_duration(&text) {
                 Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(mlua::Error::runtime(format!(
-                    "duration must be positive: {text}"
-                ))),
+                Ok(_) => Err(mlua::Error::runtime(format!("duration must be positive: {text}"))),
                 Err(e) => Err(mlua::Error::runtime(format!("bad duration `{text}`: {e}"))),
             };
         }
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "expected a duration, got {}",
-                other.type_name()
-            )))
-        }
+        other => return Err(mlua::Error::runtime(format!("expected a duration, got {}", other.type_name()))),
     };
     if !(nanos > 0.0) || !nanos.is_finite() {
         return Err(mlua::Error::runtime("duration must be positive"));
@@ -342,35 +330,43 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
     Ok(Duration::from_nanos(nanos as u64))
 }
 
-fn register_callbacks(
-    lua: &Lua,
-    r: &Table,
-    core: &Arc<Core>,
-    preempt_ptr: PreemptPtr,
-) -> mlua::Result<()> {
+fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
     let c = core.clone();
     r.set(
         "send",
-        lua.create_function(move |_, (token, dest, topic, payloads): (u32, LuaValue, LuaValue, Variadic<LuaValue>)| {
-            let from = with_proc(&c, token, |p| p.pid)?;
-            let topic = match &topic {
-                LuaValue::String(s) => s.to_str()?.to_string(),
-                other => return Err(mlua::Error::runtime(format!("process.send: topic must be a string, got {}", other.type_name()))),
-            };
-            if topic.starts_with('@') {
-                return Err(mlua::Error::runtime(format!("process.send: topic `{topic}` is reserved")));
-            }
-            let payloads = args_to_values(&payloads).map_err(|e| mlua::Error::runtime(format!("process.send: {e}")))?;
-            let dest = match &dest {
-                LuaValue::String(s) => s.to_str()?.to_string(),
-                other => return Err(mlua::Error::runtime(format!("process.send: destination must be a PID or a name, got {}", other.type_name()))),
-            };
-            let message = Message { from: Some(from), topic: topic.into(), payloads };
-            Ok(match c.kernel.send(from, parse_dest(&c, &dest), message) {
-                Ok(()) => (Some(true), None),
-                Err(e) => (None, Some(e.to_string())),
-            })
-        })?,
+        lua.create_function(
+            move |_, (token, dest, topic, payloads): (u32, LuaValue, LuaValue, Variadic<LuaValue>)| {
+                let from = with_proc(&c, token, |p| p.pid)?;
+                let topic = match &topic {
+                    LuaValue::String(s) => s.to_str()?.to_string(),
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "process.send: topic must be a string, got {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                if topic.starts_with('@') {
+                    return Err(mlua::Error::runtime(format!("process.send: topic `{topic}` is reserved")));
+                }
+                let payloads =
+                    args_to_values(&payloads).map_err(|e| mlua::Error::runtime(format!("process.send: {e}")))?;
+                let dest = match &dest {
+                    LuaValue::String(s) => s.to_str()?.to_string(),
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "process.send: destination must be a PID or a name, got {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                let message = Message { from: Some(from), topic: topic.into(), payloads };
+                Ok(match c.kernel.send(from, parse_dest(&c, &dest), message) {
+                    Ok(()) => (Some(true), None),
+                    Err(e) => (None, Some(e.to_string())),
+                })
+            },
+        )?,
     )?;
 
     let c = core.clone();
@@ -387,20 +383,9 @@ fn register_callbacks(
                 Variadic<LuaValue>,
             )| {
                 let parent = with_proc(&c, token, |p| p.pid)?;
-                let args = args_to_values(&args)
-                    .map_err(|e| mlua::Error::runtime(format!("process.spawn: {e}")))?;
-                let flags = SpawnFlags {
-                    monitor: flags & 1 != 0,
-                    link: flags & 2 != 0,
-                };
-                let request = SpawnRequest {
-                    parent,
-                    entry,
-                    host,
-                    args,
-                    flags,
-                    name,
-                };
+                let args = args_to_values(&args).map_err(|e| mlua::Error::runtime(format!("process.spawn: {e}")))?;
+                let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
+                let request = SpawnRequest { parent, entry, host, args, flags, name };
                 match c.kernel.spawn(request) {
                     Ok(child) => {
                         with_proc(&c, token, |p| {
@@ -433,9 +418,7 @@ fn register_callbacks(
                 };
                 ExitResult::Error(text)
             } else {
-                ExitResult::Value(
-                    lua_to_value(&value).unwrap_or_else(|e| Value::from(e.to_string())),
-                )
+                ExitResult::Value(lua_to_value(&value).unwrap_or_else(|e| Value::from(e.to_string())))
             };
             finish(&c, p, result);
             Ok(())
@@ -449,9 +432,7 @@ fn register_callbacks(
             with_proc(&c, token, |p| {
                 p.next_listener += 1;
                 let id = p.next_listener;
-                p.router
-                    .listen(&topic, ListenerId(id))
-                    .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                p.router.listen(&topic, ListenerId(id)).map_err(|e| mlua::Error::runtime(e.to_string()))?;
                 if as_message {
                     p.message_listeners.push(id);
                 }
@@ -475,79 +456,69 @@ fn register_callbacks(
     let c = core.clone();
     r.set(
         "signal",
-        lua.create_function(
-            move |_, (token, kind, dest, reason): (u32, String, String, LuaValue)| {
-                let me = with_proc(&c, token, |p| p.pid)?;
-                let signal = match kind.as_str() {
-                    "monitor" => Signal::Monitor,
-                    "unmonitor" => Signal::Demonitor,
-                    "link" => Signal::Link,
-                    "unlink" => Signal::Unlink,
-                    "terminate" => Signal::Terminate,
-                    "cancel" => Signal::Cancel(
-                        lua_to_value(&reason)
-                            .map_err(|e| mlua::Error::runtime(format!("process.cancel: {e}")))?,
-                    ),
-                    other => return Err(mlua::Error::runtime(format!("unknown signal {other}"))),
-                };
-                let target = parse_dest(&c, &dest);
-                let outcome = c.kernel.signal(me, target, signal.clone());
-                let reached = match (&outcome, target) {
-                    (Ok(pid), _) => Some(*pid),
-                    (Err(_), Dest::Pid(pid)) => Some(pid),
-                    (Err(_), Dest::Name(_)) => None,
-                };
-                with_proc(&c, token, |p| match (&signal, reached) {
-                    (Signal::Monitor, Some(pid)) => p.monitoring.push(pid),
-                    (Signal::Demonitor, Some(pid)) => {
-                        remove_pid(&mut p.monitoring, pid);
-                    }
-                    (Signal::Link, Some(pid)) if outcome.is_ok() => p.links.push(pid),
-                    (Signal::Unlink, Some(pid)) => {
-                        remove_pid(&mut p.links, pid);
-                    }
-                    _ => {}
-                })?;
-                match (outcome, &signal) {
-                    (Ok(_), _) => Ok((Some(true), None)),
-                    (Err(_), Signal::Monitor) if reached.is_some() => {
-                        // Monitoring a dead process reports its end at once.
-                        let from = reached.unwrap_or(me);
-                        c.kernel.deliver(
-                            me,
-                            Envelope::Event(Event::Exit {
-                                from,
-                                result: ExitResult::Error("noproc".into()),
-                            }),
-                        );
-                        Ok((Some(true), None))
-                    }
-                    (Err(_), Signal::Demonitor | Signal::Unlink) => Ok((Some(true), None)),
-                    (Err(e), _) => Ok((None, Some(e.to_string()))),
+        lua.create_function(move |_, (token, kind, dest, reason): (u32, String, String, LuaValue)| {
+            let me = with_proc(&c, token, |p| p.pid)?;
+            let signal = match kind.as_str() {
+                "monitor" => Signal::Monitor,
+                "unmonitor" => Signal::Demonitor,
+                "link" => Signal::Link,
+                "unlink" => Signal::Unlink,
+                "terminate" => Signal::Terminate,
+                "cancel" => Signal::Cancel(
+                    lua_to_value(&reason).map_err(|e| mlua::Error::runtime(format!("process.cancel: {e}")))?,
+                ),
+                other => return Err(mlua::Error::runtime(format!("unknown signal {other}"))),
+            };
+            let target = parse_dest(&c, &dest);
+            let outcome = c.kernel.signal(me, target, signal.clone());
+            let reached = match (&outcome, target) {
+                (Ok(pid), _) => Some(*pid),
+                (Err(_), Dest::Pid(pid)) => Some(pid),
+                (Err(_), Dest::Name(_)) => None,
+            };
+            with_proc(&c, token, |p| match (&signal, reached) {
+                (Signal::Monitor, Some(pid)) => p.monitoring.push(pid),
+                (Signal::Demonitor, Some(pid)) => {
+                    remove_pid(&mut p.monitoring, pid);
                 }
-            },
-        )?,
+                (Signal::Link, Some(pid)) if outcome.is_ok() => p.links.push(pid),
+                (Signal::Unlink, Some(pid)) => {
+                    remove_pid(&mut p.links, pid);
+                }
+                _ => {}
+            })?;
+            match (outcome, &signal) {
+                (Ok(_), _) => Ok((Some(true), None)),
+                (Err(_), Signal::Monitor) if reached.is_some() => {
+                    // Monitoring a dead process reports its end at once.
+                    let from = reached.unwrap_or(me);
+                    c.kernel
+                        .deliver(me, Envelope::Event(Event::Exit { from, result: ExitResult::Error("noproc".into()) }));
+                    Ok((Some(true), None))
+                }
+                (Err(_), Signal::Demonitor | Signal::Unlink) => Ok((Some(true), None)),
+                (Err(e), _) => Ok((None, Some(e.to_string()))),
+            }
+        })?,
     )?;
 
     let c = core.clone();
     r.set(
         "register",
-        lua.create_function(
-            move |_, (token, name, pid): (u32, String, Option<String>)| {
-                let me = with_proc(&c, token, |p| p.pid)?;
-                let target = match pid {
-                    None => me,
-                    Some(text) => match c.kernel.parse_pid(&text) {
-                        Some(pid) => pid,
-                        None => return Ok((None, Some(format!("not a PID: {text}")))),
-                    },
-                };
-                Ok(match c.kernel.register_name(&name, target) {
-                    Ok(()) => (Some(true), None),
-                    Err(e) => (None, Some(e)),
-                })
-            },
-        )?,
+        lua.create_function(move |_, (token, name, pid): (u32, String, Option<String>)| {
+            let me = with_proc(&c, token, |p| p.pid)?;
+            let target = match pid {
+                None => me,
+                Some(text) => match c.kernel.parse_pid(&text) {
+                    Some(pid) => pid,
+                    None => return Ok((None, Some(format!("not a PID: {text}")))),
+                },
+            };
+            Ok(match c.kernel.register_name(&name, target) {
+                Ok(()) => (Some(true), None),
+                Err(e) => (None, Some(e)),
+            })
+        })?,
     )?;
     let c = core.clone();
     r.set(
@@ -562,9 +533,7 @@ fn register_callbacks(
     let c = core.clone();
     r.set(
         "unregister",
-        lua.create_function(move |_, (_token, name): (u32, String)| {
-            Ok(c.kernel.unregister_name(&name))
-        })?,
+        lua.create_function(move |_, (_token, name): (u32, String)| Ok(c.kernel.unregister_name(&name)))?,
     )?;
 
     let c = core.clone();
@@ -593,9 +562,7 @@ fn register_callbacks(
                         )))
                     }
                     (key, _) => {
-                        return Err(mlua::Error::runtime(format!(
-                            "process.set_options: unknown option `{key}`"
-                        )))
+                        return Err(mlua::Error::runtime(format!("process.set_options: unknown option `{key}`")))
                     }
                 }
             }
@@ -676,10 +643,7 @@ fn register_callbacks(
             if code.modules.iter().any(|m| m == &name) && BUILTIN_MODULES.contains(&name.as_str()) {
                 return Ok(("builtin", None));
             }
-            Err(mlua::Error::runtime(format!(
-                "module '{name}' is not available to {}",
-                code.entry
-            )))
+            Err(mlua::Error::runtime(format!("module '{name}' is not available to {}", code.entry)))
         })?,
     )?;
 
@@ -696,45 +660,37 @@ fn register_callbacks(
     let c = core.clone();
     r.set(
         "io",
-        lua.create_function(
-            move |_, (token, op, args): (u32, String, Variadic<LuaValue>)| {
-                let pid = with_proc(&c, token, |p| p.pid)?;
-                let Some(term) = c.kernel.terminal(pid) else {
-                    return Err(mlua::Error::runtime(
-                        "io is only available in the terminal host",
-                    ));
-                };
-                let text = || -> mlua::Result<Vec<u8>> {
-                    let mut out = Vec::new();
-                    for (i, a) in args.iter().enumerate() {
-                        if i > 0 && op == "print" {
-                            out.push(b'\t');
-                        }
-                        match a {
-                            LuaValue::String(s) => out.extend_from_slice(&s.as_bytes()),
-                            other => out.extend_from_slice(other.to_string()?.as_bytes()),
-                        }
+        lua.create_function(move |_, (token, op, args): (u32, String, Variadic<LuaValue>)| {
+            let pid = with_proc(&c, token, |p| p.pid)?;
+            let Some(term) = c.kernel.terminal(pid) else {
+                return Err(mlua::Error::runtime("io is only available in the terminal host"));
+            };
+            let text = || -> mlua::Result<Vec<u8>> {
+                let mut out = Vec::new();
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 && op == "print" {
+                        out.push(b'\t');
                     }
-                    Ok(out)
-                };
-                match op.as_str() {
-                    "write" => term.write(&text()?),
-                    "print" => {
-                        let mut line = text()?;
-                        line.push(b'\n');
-                        term.write(&line);
-                    }
-                    "flush" => term.flush(),
-                    "readline" => return Ok(term.read_line()),
-                    other => {
-                        return Err(mlua::Error::runtime(format!(
-                            "io: unknown operation {other}"
-                        )))
+                    match a {
+                        LuaValue::String(s) => out.extend_from_slice(&s.as_bytes()),
+                        other => out.extend_from_slice(other.to_string()?.as_bytes()),
                     }
                 }
-                Ok(None)
-            },
-        )?,
+                Ok(out)
+            };
+            match op.as_str() {
+                "write" => term.write(&text()?),
+                "print" => {
+                    let mut line = text()?;
+                    line.push(b'\n');
+                    term.write(&line);
+                }
+                "flush" => term.flush(),
+                "readline" => return Ok(term.read_line()),
+                other => return Err(mlua::Error::runtime(format!("io: unknown operation {other}"))),
+            }
+            Ok(None)
+        })?,
     )?;
     Ok(())
 }
@@ -747,27 +703,19 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
         }
     }
     let bytecode = core.chunks.bytecode(&code.source);
-    let f = lua
-        .load(&bytecode[..])
-        .set_name(format!("={}", code.chunk_name))
-        .into_function()?;
+    let f = lua.load(&bytecode[..]).set_name(format!("={}", code.chunk_name)).into_function()?;
     loaded.insert(code.entry.clone(), (code.source.clone(), f.clone()));
     Ok(f)
 }
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 fn finish(core: &Core, p: LocalProc, result: ExitResult) {
+    core.live.fetch_sub(1, Ordering::Relaxed);
     for (_, timer) in &p.timers {
         core.timers.cancel(*timer);
     }
     let leftover = p.mailbox.close();
-    core.kernel.exited(ProcessExit {
-        pid: p.pid,
-        result,
-        links: p.links,
-        monitors: p.monitors,
-        leftover,
-    });
+    core.kernel.exited(ProcessExit { pid: p.pid, result, links: p.links, monitors: p.monitors, leftover });
 }
 
 fn event_table(lua: &Lua, core: &Core, event: &Event) -> mlua::Result<Table> {
@@ -785,10 +733,7 @@ fn event_table(lua: &Lua, core: &Core, event: &Event) -> mlua::Result<Table> {
             t.set("result", r)?;
         }
         Event::Cancel { from, reason } => {
-            t.set(
-                "from",
-                from.map(|p| core.kernel.render_pid(p)).unwrap_or_default(),
-            )?;
+            t.set("from", from.map(|p| core.kernel.render_pid(p)).unwrap_or_default())?;
             t.set("reason", value_to_lua(lua, reason)?)?;
         }
     }
@@ -811,12 +756,7 @@ fn payload_to_lua(lua: &Lua, payloads: &[Value]) -> mlua::Result<(bool, LuaValue
 
 /// Turns one envelope into the four values of a driver item, or applies it here (signals).
 /// Returns `None` when nothing goes to Lua, and `Some(K_KILL ...)` to end the process.
-fn item(
-    lua: &Lua,
-    core: &Core,
-    p: &mut LocalProc,
-    envelope: Envelope,
-) -> mlua::Result<Option<[LuaValue; 4]>> {
+fn item(lua: &Lua, core: &Core, p: &mut LocalProc, envelope: Envelope) -> mlua::Result<Option<[LuaValue; 4]>> {
     let nil = LuaValue::Nil;
     let kill = |text: String| -> mlua::Result<Option<[LuaValue; 4]>> {
         Ok(Some([
@@ -843,19 +783,9 @@ fn item(
                 Route::Listener(ListenerId(id)) => {
                     if p.message_listeners.contains(&id) {
                         let id = if multi { -(id as i64) } else { id as i64 };
-                        Some([
-                            LuaValue::Integer(K_LISTENER_MESSAGE as i64),
-                            LuaValue::Integer(id),
-                            from,
-                            payload,
-                        ])
+                        Some([LuaValue::Integer(K_LISTENER_MESSAGE as i64), LuaValue::Integer(id), from, payload])
                     } else {
-                        Some([
-                            LuaValue::Integer(K_LISTENER as i64),
-                            LuaValue::Integer(id as i64),
-                            nil,
-                            payload,
-                        ])
+                        Some([LuaValue::Integer(K_LISTENER as i64), LuaValue::Integer(id as i64), nil, payload])
                     }
                 }
             }
@@ -872,10 +802,7 @@ fn item(
                         return Ok(None);
                     }
                     if !p.trap_links {
-                        return kill(format!(
-                            "linked process failed: {}",
-                            core.kernel.render_pid(*from)
-                        ));
+                        return kill(format!("linked process failed: {}", core.kernel.render_pid(*from)));
                     }
                 }
                 Event::Cancel { .. } => {}
@@ -908,10 +835,7 @@ fn item(
             }
             Signal::Terminate => return kill("terminated".into()),
             Signal::Cancel(reason) => {
-                let event = Event::Cancel {
-                    from: Some(from),
-                    reason,
-                };
+                let event = Event::Cancel { from: Some(from), reason };
                 Some([
                     LuaValue::Integer(K_EVENT as i64),
                     nil.clone(),
@@ -925,12 +849,7 @@ fn item(
                 return Ok(None);
             };
             p.timers.swap_remove(i);
-            Some([
-                LuaValue::Integer(K_TIMER as i64),
-                LuaValue::Number(id as f64),
-                nil,
-                LuaValue::Number(now_seconds()),
-            ])
+            Some([LuaValue::Integer(K_TIMER as i64), LuaValue::Number(id as f64), nil, LuaValue::Number(now_seconds())])
         }
     })
 }

@@ -57,12 +57,7 @@ pub struct Mailbox<T> {
 impl<T> Mailbox<T> {
     /// An open, empty mailbox whose wake-ups call `hook.wake(token)`.
     pub fn new(hook: Arc<dyn Wake>, token: u32) -> Self {
-        Self {
-            queue: Mutex::new(VecDeque::new()),
-            state: AtomicU8::new(0),
-            token,
-            hook,
-        }
+        Self { queue: Mutex::new(VecDeque::new()), state: AtomicU8::new(0), token, hook }
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {

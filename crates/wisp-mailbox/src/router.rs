@@ -31,10 +31,7 @@ impl TopicRouter {
     /// Routes `topic` to `id`; fails if the topic already has a listener.
     pub fn listen(&mut self, topic: &str, id: ListenerId) -> Result<(), AlreadyListening> {
         if let Some(&existing) = self.listeners.get(topic) {
-            return Err(AlreadyListening {
-                topic: topic.to_owned(),
-                existing,
-            });
+            return Err(AlreadyListening { topic: topic.to_owned(), existing });
         }
         self.listeners.insert(topic.to_owned(), id);
         Ok(())

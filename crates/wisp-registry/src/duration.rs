@@ -54,39 +54,27 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
         return Err(invalid());
     }
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (num, after) = rest.split_at(num_len);
         let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
         if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
             return Err(invalid());
         }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         if unit.is_empty() {
             return Err(DurationError::MissingUnit(text.to_string()));
         }
-        let scale = unit_nanos(unit).ok_or_else(|| DurationError::UnknownUnit {
-            unit: unit.to_string(),
-            text: text.to_string(),
-        })?;
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| overflow())?
-        };
+        let scale = unit_nanos(unit)
+            .ok_or_else(|| DurationError::UnknownUnit { unit: unit.to_string(), text: text.to_string() })?;
+        let whole: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| overflow())? };
         let mut part = whole.checked_mul(scale).ok_or_else(overflow)?;
         if !frac_part.is_empty() {
             // Exact decimal fraction: digits * scale / 10^len, truncated like Go.
             let digits = &frac_part[..frac_part.len().min(30)];
             let f: u128 = digits.parse().map_err(|_| invalid())?;
             let denom = 10u128.pow(digits.len() as u32);
-            part = part
-                .checked_add(f.checked_mul(scale).ok_or_else(overflow)? / denom)
-                .ok_or_else(overflow)?;
+            part = part.checked_add(f.checked_mul(scale).ok_or_else(overflow)? / denom).ok_or_else(overflow)?;
         }
         total = total.checked_add(part).ok_or_else(overflow)?;
         rest = next;
@@ -100,9 +88,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        let secs: f64 = s
-            .parse()
-            .map_err(|_| DurationError::Invalid(text.to_string()))?;
+        let secs: f64 = s.parse().map_err(|_| DurationError::Invalid(text.to_string()))?;
         return seconds(secs).ok_or_else(|| DurationError::Overflow(text.to_string()));
     }
     parse_go_duration(text)

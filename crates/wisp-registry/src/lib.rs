@@ -32,10 +32,7 @@ pub struct EntryId {
 
 impl EntryId {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> EntryId {
-        EntryId {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        EntryId { namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -54,9 +51,7 @@ impl FromStr for EntryId {
     fn from_str(s: &str) -> Result<EntryId, EntryIdError> {
         let bad = || EntryIdError(s.to_string());
         let (ns, name) = s.split_once(':').ok_or_else(bad)?;
-        let ok = |part: &str| {
-            !part.is_empty() && !part.contains(char::is_whitespace) && !part.contains(':')
-        };
+        let ok = |part: &str| !part.is_empty() && !part.contains(char::is_whitespace) && !part.contains(':');
         if !ok(ns) || !ok(name) {
             return Err(bad());
         }
@@ -110,9 +105,7 @@ impl EntryKind {
     /// The Lua code of `process.lua`, `function.lua` and `library.lua` entries.
     pub fn lua(&self) -> Option<&LuaEntry> {
         match self {
-            EntryKind::ProcessLua(l) | EntryKind::FunctionLua(l) | EntryKind::LibraryLua(l) => {
-                Some(l)
-            }
+            EntryKind::ProcessLua(l) | EntryKind::FunctionLua(l) | EntryKind::LibraryLua(l) => Some(l),
             _ => None,
         }
     }
@@ -324,10 +317,7 @@ impl Registry {
     /// Loads `dir` and returns every error and warning (for `wisp check`).
     pub fn check_dir(dir: &Path) -> CheckReport {
         let (registry, errors) = load::load_dir(dir);
-        CheckReport {
-            errors,
-            warnings: registry.warnings,
-        }
+        CheckReport { errors, warnings: registry.warnings }
     }
 
     pub fn get(&self, id: &EntryId) -> Option<&Entry> {

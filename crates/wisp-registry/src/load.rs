@@ -21,10 +21,7 @@ struct Probs(Vec<Problem>);
 
 impl Probs {
     fn push(&mut self, key: &str, message: String) {
-        self.0.push(Problem {
-            key: key.rsplit('.').next().unwrap_or(key).to_string(),
-            message,
-        });
+        self.0.push(Problem { key: key.rsplit('.').next().unwrap_or(key).to_string(), message });
     }
 }
 
@@ -41,10 +38,7 @@ fn type_name(v: &Y) -> &'static str {
 }
 
 fn wrong(p: &mut Probs, path: &str, want: &str, v: &Y) {
-    p.push(
-        path,
-        format!("`{path}` must be {want}, found {}", type_name(v)),
-    );
+    p.push(path, format!("`{path}` must be {want}, found {}", type_name(v)));
 }
 
 fn get<'a>(m: &'a Mapping, key: &str) -> Option<&'a Y> {
@@ -167,10 +161,7 @@ fn get_id(m: &Mapping, key: &str, path: &str, p: &mut Probs) -> Option<EntryId> 
 }
 
 fn get_id_list(m: &Mapping, key: &str, path: &str, p: &mut Probs) -> Vec<EntryId> {
-    get_str_list(m, key, path, false, p)
-        .iter()
-        .filter_map(|s| parse_id(s, path, p))
-        .collect()
+    get_str_list(m, key, path, false, p).iter().filter_map(|s| parse_id(s, path, p)).collect()
 }
 
 fn scalar_text(v: &Y) -> String {
@@ -179,9 +170,7 @@ fn scalar_text(v: &Y) -> String {
         Y::Bool(b) => b.to_string(),
         Y::Number(n) => n.to_string(),
         Y::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default(),
+        other => serde_yaml::to_string(other).map(|s| s.trim_end().to_string()).unwrap_or_default(),
     }
 }
 
@@ -249,10 +238,7 @@ fn parse_lua(m: &Mapping, yaml_dir: &Path, p: &mut Probs) -> Option<LuaEntry> {
     let meta = get_string_map(m, "meta", "meta", p);
     let Some(source) = source else {
         if get(m, "source").is_none() {
-            p.push(
-                "name",
-                "missing `source` (e.g. source: file://main.lua)".into(),
-            );
+            p.push("name", "missing `source` (e.g. source: file://main.lua)".into());
         }
         return None;
     };
@@ -261,21 +247,11 @@ fn parse_lua(m: &Mapping, yaml_dir: &Path, p: &mut Probs) -> Option<LuaEntry> {
     let text = match std::fs::read_to_string(&source_path) {
         Ok(t) => t,
         Err(e) => {
-            p.push(
-                "source",
-                format!("cannot read source file {}: {e}", source_path.display()),
-            );
+            p.push("source", format!("cannot read source file {}: {e}", source_path.display()));
             return None;
         }
     };
-    Some(LuaEntry {
-        source_path,
-        source: Arc::from(text),
-        method,
-        modules,
-        imports,
-        meta,
-    })
+    Some(LuaEntry { source_path, source: Arc::from(text), method, modules, imports, meta })
 }
 
 fn parse_restart(m: &Mapping, p: &mut Probs) -> RestartPolicy {
@@ -339,8 +315,7 @@ fn parse_host(m: &Mapping, p: &mut Probs) -> HostSpec {
     let mut h = HostSpec::default();
     if let Some(host) = get_map(m, "host", "host", p) {
         h.workers = get_uint(host, "workers", "host.workers", p).map(|n| n as usize);
-        h.max_processes =
-            get_uint(host, "max_processes", "host.max_processes", p).map(|n| n as usize);
+        h.max_processes = get_uint(host, "max_processes", "host.max_processes", p).map(|n| n as usize);
     }
     h.lifecycle = parse_lifecycle(m, p);
     h
@@ -363,12 +338,7 @@ fn parse_service(m: &Mapping, p: &mut Probs) -> Option<ServiceSpec> {
         }
     };
     let lifecycle = parse_lifecycle(m, p);
-    Some(ServiceSpec {
-        process: process?,
-        host: host?,
-        input,
-        lifecycle,
-    })
+    Some(ServiceSpec { process: process?, host: host?, input, lifecycle })
 }
 
 fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
@@ -383,10 +353,7 @@ fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
         Some("allow") => Some(PolicyEffect::Allow),
         Some("deny") => Some(PolicyEffect::Deny),
         Some(other) => {
-            p.push(
-                "effect",
-                format!("`policy.effect` must be allow or deny, found `{other}`"),
-            );
+            p.push("effect", format!("`policy.effect` must be allow or deny, found `{other}`"));
             None
         }
         None => {
@@ -405,8 +372,7 @@ fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
                 };
                 conditions.push(ConditionSpec {
                     field: get_str(c, "field", "conditions.field", p).unwrap_or_default(),
-                    operator: get_str(c, "operator", "conditions.operator", p)
-                        .unwrap_or_else(|| "eq".into()),
+                    operator: get_str(c, "operator", "conditions.operator", p).unwrap_or_else(|| "eq".into()),
                     value: get(c, "value").map(scalar_text).unwrap_or_default(),
                 });
             }
@@ -437,10 +403,7 @@ fn is_blank(line: &str) -> bool {
 /// Starts (0-based line index) of the items of the top-level `entries:` block sequence, and the
 /// index of the `entries:` line itself.
 fn entry_lines(lines: &[&str]) -> (Option<usize>, Vec<usize>) {
-    let Some(start) = lines
-        .iter()
-        .position(|l| indent(l) == 0 && l.starts_with("entries:"))
-    else {
+    let Some(start) = lines.iter().position(|l| indent(l) == 0 && l.starts_with("entries:")) else {
         return (None, Vec::new());
     };
     let mut items = Vec::new();
@@ -479,18 +442,11 @@ fn key_line(lines: &[&str], range: (usize, usize), key: &str) -> Option<usize> {
         .find(|&i| {
             let t = lines[i].trim_start();
             let t = t.strip_prefix("- ").map(str::trim_start).unwrap_or(t);
-            t.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':'))
         })
         .or_else(|| {
-            let flow = [
-                format!("{{{key}:"),
-                format!("{{ {key}:"),
-                format!(", {key}:"),
-            ];
-            range
-                .clone()
-                .find(|&i| flow.iter().any(|f| lines[i].contains(f.as_str())))
+            let flow = [format!("{{{key}:"), format!("{{ {key}:"), format!(", {key}:")];
+            range.clone().find(|&i| flow.iter().any(|f| lines[i].contains(f.as_str())))
         })
 }
 
@@ -527,10 +483,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>
         Ok(r) => r,
         Err(e) => {
             errors.push(Diagnostic {
-                location: Location {
-                    file: dir.to_path_buf(),
-                    line: 1,
-                },
+                location: Location { file: dir.to_path_buf(), line: 1 },
                 entry: None,
                 message: format!("cannot read directory: {e}"),
             });
@@ -561,10 +514,7 @@ pub(crate) fn load_dir(dir: &Path) -> (Registry, Vec<Diagnostic>) {
         match std::fs::read_to_string(file) {
             Ok(text) => loader.load_file(file, &text),
             Err(e) => loader.errors.push(Diagnostic {
-                location: Location {
-                    file: file.clone(),
-                    line: 1,
-                },
+                location: Location { file: file.clone(), line: 1 },
                 entry: None,
                 message: format!("cannot read file: {e}"),
             }),
@@ -577,10 +527,7 @@ pub(crate) fn load_dir(dir: &Path) -> (Registry, Vec<Diagnostic>) {
 impl Loader {
     fn error(&mut self, file: &Path, line: usize, entry: Option<&EntryId>, message: String) {
         self.errors.push(Diagnostic {
-            location: Location {
-                file: file.to_path_buf(),
-                line,
-            },
+            location: Location { file: file.to_path_buf(), line },
             entry: entry.cloned(),
             message,
         });
@@ -598,10 +545,8 @@ impl Loader {
         let lines: Vec<&str> = text.lines().collect();
         let top_line = |key: &str| key_line(&lines, (0, lines.len()), key).map_or(1, |i| i + 1);
         let Y::Mapping(top) = &doc else {
-            let msg = format!(
-                "a registry file must be a mapping with `namespace` and `entries`, found {}",
-                type_name(&doc)
-            );
+            let msg =
+                format!("a registry file must be a mapping with `namespace` and `entries`, found {}", type_name(&doc));
             self.error(file, 1, None, msg);
             return;
         };
@@ -610,10 +555,7 @@ impl Loader {
         if let Some(version) = get(top, "version") {
             let v = scalar_text(version);
             if v != "1.0" && v != "1" {
-                p.push(
-                    "version",
-                    format!("unsupported version `{v}` (expected \"1.0\")"),
-                );
+                p.push("version", format!("unsupported version `{v}` (expected \"1.0\")"));
             }
         }
         let namespace = match namespace {
@@ -653,11 +595,7 @@ impl Loader {
         for (i, raw) in entries.iter().enumerate() {
             let start = item_lines.get(i).copied().unwrap_or(fallback);
             let end = item_lines.get(i + 1).copied().unwrap_or(lines.len());
-            let range = if item_lines.len() == entries.len() {
-                (start, end)
-            } else {
-                (fallback, lines.len())
-            };
+            let range = if item_lines.len() == entries.len() { (start, end) } else { (fallback, lines.len()) };
             self.load_entry(file, &lines, range, start + 1, &namespace, raw, yaml_dir);
         }
     }
@@ -699,10 +637,7 @@ impl Loader {
         if kind.is_none() && get(m, "kind").is_none() {
             p.push("kind", "entry without `kind`".into());
         }
-        let location = Location {
-            file: file.to_path_buf(),
-            line,
-        };
+        let location = Location { file: file.to_path_buf(), line };
         let flush = |this: &mut Loader, probs: Probs, id: Option<&EntryId>| {
             for prob in probs.0 {
                 let l = key_line(lines, range, &prob.key).map_or(line, |i| i + 1);
@@ -715,12 +650,7 @@ impl Loader {
         };
         if let Some(&prev) = self.declared_index.get(&id) {
             let first = self.declared[prev].1.location.clone();
-            self.error(
-                file,
-                line,
-                Some(&id),
-                format!("duplicate entry ID {id} (first defined at {first})"),
-            );
+            self.error(file, line, Some(&id), format!("duplicate entry ID {id} (first defined at {first})"));
             return;
         }
         let parsed: Option<EntryKind> = match kind.as_str() {
@@ -743,34 +673,21 @@ impl Loader {
         let mut refs = Refs::default();
         if let Some(k) = &parsed {
             if let Some(lua) = k.lua() {
-                refs.imports = lua
-                    .imports
-                    .iter()
-                    .map(|(a, t)| (a.clone(), t.clone()))
-                    .collect();
+                refs.imports = lua.imports.iter().map(|(a, t)| (a.clone(), t.clone())).collect();
                 for module in &lua.modules {
                     if !PROVIDED_MODULES.contains(&module.as_str()) {
                         let l = key_line(lines, range, "modules").map_or(line, |i| i + 1);
                         self.registry.warnings.push(Diagnostic {
-                            location: Location {
-                                file: file.to_path_buf(),
-                                line: l,
-                            },
+                            location: Location { file: file.to_path_buf(), line: l },
                             entry: Some(id.clone()),
-                            message: format!(
-                                "module `{module}` is not provided by Wisp; require of it will fail"
-                            ),
+                            message: format!("module `{module}` is not provided by Wisp; require of it will fail"),
                         });
                     }
                 }
             }
             if let Some(l) = k.lifecycle() {
                 refs.requires = l.requires.clone();
-                refs.policies = l
-                    .security
-                    .as_ref()
-                    .map(|s| s.policies.clone())
-                    .unwrap_or_default();
+                refs.policies = l.security.as_ref().map(|s| s.policies.clone()).unwrap_or_default();
             }
             if let EntryKind::ProcessService(s) = k {
                 refs.process = Some(s.process.clone());
@@ -783,19 +700,9 @@ impl Loader {
         }
         flush(self, p, Some(&id));
         self.declared_index.insert(id.clone(), self.declared.len());
-        self.declared.push((
-            id.clone(),
-            Declared {
-                kind,
-                location: location.clone(),
-                key_lines,
-                refs,
-            },
-        ));
+        self.declared.push((id.clone(), Declared { kind, location: location.clone(), key_lines, refs }));
         if let Some(kind) = parsed {
-            self.registry
-                .index
-                .insert(id.clone(), self.registry.entries.len());
+            self.registry.index.insert(id.clone(), self.registry.entries.len());
             self.registry.entries.push(Entry { id, kind, location });
         }
     }
@@ -803,19 +710,14 @@ impl Loader {
     /// Cross-entry checks: references name entries of the right kind; no `requires` cycle.
     fn validate(&mut self) {
         let mut errors = Vec::new();
-        let kind_of = |id: &EntryId| {
-            self.declared_index
-                .get(id)
-                .map(|&i| self.declared[i].1.kind.as_str())
-        };
+        let kind_of = |id: &EntryId| self.declared_index.get(id).map(|&i| self.declared[i].1.kind.as_str());
         for (id, d) in &self.declared {
             let mut check = |key: &'static str, what: String, target: &EntryId, kinds: &[&str]| {
                 let problem = match kind_of(target) {
                     None => Some(format!("{what} names {target}, which is not defined")),
-                    Some(k) if !kinds.is_empty() && !kinds.contains(&k) => Some(format!(
-                        "{what} names {target}, which is a {k}, not a {}",
-                        kinds.join(" or ")
-                    )),
+                    Some(k) if !kinds.is_empty() && !kinds.contains(&k) => {
+                        Some(format!("{what} names {target}, which is a {k}, not a {}", kinds.join(" or ")))
+                    }
                     Some(_) => None,
                 };
                 if let Some(message) = problem {
@@ -830,28 +732,13 @@ impl Loader {
                 }
             };
             for (alias, target) in &d.refs.imports {
-                check(
-                    "imports",
-                    format!("import `{alias}`"),
-                    target,
-                    &["library.lua"],
-                );
+                check("imports", format!("import `{alias}`"), target, &["library.lua"]);
             }
             if let Some(t) = &d.refs.process {
-                check(
-                    "process",
-                    "`process`".into(),
-                    t,
-                    &["process.lua", "function.lua"],
-                );
+                check("process", "`process`".into(), t, &["process.lua", "function.lua"]);
             }
             if let Some(t) = &d.refs.host {
-                check(
-                    "host",
-                    "`host`".into(),
-                    t,
-                    &["process.host", "terminal.host"],
-                );
+                check("host", "`host`".into(), t, &["process.host", "terminal.host"]);
             }
             for t in &d.refs.requires {
                 check("requires", "`requires`".into(), t, &[]);
@@ -876,13 +763,7 @@ impl Loader {
         let mut marks = vec![Mark::New; n];
         let mut out = Vec::new();
         let deps = |i: usize| -> Vec<usize> {
-            self.declared[i]
-                .1
-                .refs
-                .requires
-                .iter()
-                .filter_map(|t| self.declared_index.get(t).copied())
-                .collect()
+            self.declared[i].1.refs.requires.iter().filter_map(|t| self.declared_index.get(t).copied()).collect()
         };
         for root in 0..n {
             if marks[root] != Mark::New {
@@ -902,20 +783,14 @@ impl Loader {
                         }
                         Mark::Active => {
                             let from = stack.iter().position(|s| s.0 == next).unwrap_or(0);
-                            let mut names: Vec<String> = stack[from..]
-                                .iter()
-                                .map(|s| self.declared[s.0].0.to_string())
-                                .collect();
+                            let mut names: Vec<String> =
+                                stack[from..].iter().map(|s| self.declared[s.0].0.to_string()).collect();
                             names.push(self.declared[next].0.to_string());
                             let (id, d) = &self.declared[next];
                             out.push(Diagnostic {
                                 location: Location {
                                     file: d.location.file.clone(),
-                                    line: d
-                                        .key_lines
-                                        .get("requires")
-                                        .copied()
-                                        .unwrap_or(d.location.line),
+                                    line: d.key_lines.get("requires").copied().unwrap_or(d.location.line),
                                 },
                                 entry: Some(id.clone()),
                                 message: format!("requires cycle: {}", names.join(" -> ")),

@@ -44,10 +44,7 @@ fn validate(name: &str) -> Result<(), NameError> {
     } else {
         return Ok(());
     };
-    Err(NameError::Invalid {
-        name: name.to_string(),
-        reason,
-    })
+    Err(NameError::Invalid { name: name.to_string(), reason })
 }
 
 impl NameRegistry {
@@ -67,12 +64,7 @@ impl NameRegistry {
     /// another pid for which `is_alive(other)` is true -> `Err(NameTaken(other))`; if the holder
     /// is dead the name is taken over. `is_alive` runs under the registry's lock: it must not
     /// call back into this registry.
-    pub fn register(
-        &self,
-        name: &str,
-        pid: Pid,
-        is_alive: impl Fn(Pid) -> bool,
-    ) -> Result<(), NameError> {
+    pub fn register(&self, name: &str, pid: Pid, is_alive: impl Fn(Pid) -> bool) -> Result<(), NameError> {
         validate(name)?;
         let mut inner = self.write();
         if let Some(&holder) = inner.names.get(name) {

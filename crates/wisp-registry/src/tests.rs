@@ -83,22 +83,12 @@ fn loads_a_good_folder() {
     let ids: Vec<String> = reg.entries().map(|e| e.id.to_string()).collect();
     assert_eq!(
         ids,
-        [
-            "app:processes",
-            "app:terminal",
-            "app:worker",
-            "app:svc",
-            "app:allow_all",
-            "app:fancy",
-            "app.lib:util"
-        ]
+        ["app:processes", "app:terminal", "app:worker", "app:svc", "app:allow_all", "app:fancy", "app.lib:util"]
     );
     let lines: Vec<usize> = reg.entries().map(|e| e.location.line).collect();
     assert_eq!(lines, [4, 8, 10, 15, 28, 31, 3]);
 
-    let EntryKind::ProcessHost(h) = &reg.get(&id("app:processes")).unwrap().kind else {
-        panic!()
-    };
+    let EntryKind::ProcessHost(h) = &reg.get(&id("app:processes")).unwrap().kind else { panic!() };
     assert_eq!((h.workers, h.max_processes), (Some(2), Some(100000)));
     assert!(h.lifecycle.auto_start);
     assert_eq!(h.lifecycle.stop_timeout, Duration::from_secs(10));
@@ -111,9 +101,7 @@ fn loads_a_good_folder() {
     let util = reg.get(&id("app.lib:util")).unwrap().kind.lua().unwrap();
     assert_eq!(util.source_path, dir.0.join("sub/../lib/util.lua"));
 
-    let EntryKind::ProcessService(s) = &reg.get(&id("app:svc")).unwrap().kind else {
-        panic!()
-    };
+    let EntryKind::ProcessService(s) = &reg.get(&id("app:svc")).unwrap().kind else { panic!() };
     assert_eq!(s.process, id("app:worker"));
     assert_eq!(s.input.len(), 3);
     assert_eq!(s.input[1], Value::str("two"));
@@ -128,27 +116,18 @@ fn loads_a_good_folder() {
     assert_eq!(sec.actor.as_ref().unwrap().meta["role"], "admin");
     assert_eq!(sec.policies, [id("app:allow_all")]);
 
-    let EntryKind::SecurityPolicy(pol) = &reg.get(&id("app:allow_all")).unwrap().kind else {
-        panic!()
-    };
+    let EntryKind::SecurityPolicy(pol) = &reg.get(&id("app:allow_all")).unwrap().kind else { panic!() };
     assert_eq!(pol.actions, ["*"]);
     assert_eq!(pol.effect, PolicyEffect::Allow);
 
     let warnings: Vec<String> = reg.warnings().iter().map(|w| w.to_string()).collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings
-        .iter()
-        .any(|w| w.contains("app.yaml:13: entry app:worker: module `os`")));
-    assert!(warnings
-        .iter()
-        .any(|w| w.contains("app.yaml:31: entry app:fancy: unknown kind `http.endpoint`")));
+    assert!(warnings.iter().any(|w| w.contains("app.yaml:13: entry app:worker: module `os`")));
+    assert!(warnings.iter().any(|w| w.contains("app.yaml:31: entry app:fancy: unknown kind `http.endpoint`")));
 }
 
 /// (files besides `a.lua`, expected (file, line, fragment) of every error)
-type Case = (
-    &'static [(&'static str, &'static str)],
-    &'static [(&'static str, usize, &'static str)],
-);
+type Case = (&'static [(&'static str, &'static str)], &'static [(&'static str, usize, &'static str)]);
 
 #[test]
 fn reports_bad_registries() {
@@ -316,19 +295,10 @@ fn name_registry() {
     let dead = |_| false;
     assert!(names.register("a", pid(1), alive).is_ok());
     assert!(names.register("a", pid(1), alive).is_ok());
-    assert_eq!(
-        names.register("a", pid(2), alive),
-        Err(NameError::NameTaken(pid(1)))
-    );
+    assert_eq!(names.register("a", pid(2), alive), Err(NameError::NameTaken(pid(1))));
     assert!(names.register("b", pid(1), alive).is_ok());
-    assert!(matches!(
-        names.register("", pid(1), alive),
-        Err(NameError::Invalid { .. })
-    ));
-    assert!(matches!(
-        names.register("{app|0x1}", pid(1), alive),
-        Err(NameError::Invalid { .. })
-    ));
+    assert!(matches!(names.register("", pid(1), alive), Err(NameError::Invalid { .. })));
+    assert!(matches!(names.register("{app|0x1}", pid(1), alive), Err(NameError::Invalid { .. })));
     // A dead holder's name is taken over.
     assert!(names.register("a", pid(2), dead).is_ok());
     assert_eq!(names.lookup("a"), Some(pid(2)));
@@ -361,9 +331,7 @@ fn name_registry_concurrent() {
         .collect();
     let total: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(total, 200);
-    let released: usize = (0..4)
-        .map(|t| names.release_all(Pid::new(HostIndex(0), t, 0)).len())
-        .sum();
+    let released: usize = (0..4).map(|t| names.release_all(Pid::new(HostIndex(0), t, 0)).len()).sum();
     assert_eq!(released, 200);
     assert!(names.is_empty());
 }

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Pid, Signal, Value};
 use wisp_lua::{
-    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig,
-    SpawnRequest,
+    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest,
 };
 use wisp_mailbox::Mailbox;
 use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
@@ -119,9 +118,7 @@ pub struct NodeBuilder {
 pub const DEFAULT_TERMINAL_HOST: &str = "wisp:terminal";
 
 fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 impl Node {
@@ -138,8 +135,7 @@ impl Node {
 
     /// Starts `entry` on `host` with `args`; the caller is the runtime itself (no parent).
     pub fn spawn(&self, entry: &str, host: &str, args: Vec<Value>) -> Result<Pid, SpawnError> {
-        self.inner
-            .spawn_process(None, entry, host, args, Default::default())
+        self.inner.spawn_process(None, entry, host, args, Default::default())
     }
 
     /// Starts `entry` on `host` and returns a receiver of its exit result.
@@ -150,9 +146,7 @@ impl Node {
         args: Vec<Value>,
     ) -> Result<(Pid, mpsc::Receiver<ExitResult>), SpawnError> {
         let (tx, rx) = mpsc::channel();
-        let pid = self
-            .inner
-            .spawn_with(None, entry, host, args, Default::default(), Some(tx))?;
+        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx))?;
         Ok((pid, rx))
     }
 
@@ -170,11 +164,7 @@ impl Node {
 
     /// Sends a message from the runtime (its sender is `""` to the receiver).
     pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
-        let message = Message {
-            from: None,
-            topic: topic.into(),
-            payloads,
-        };
+        let message = Message { from: None, topic: topic.into(), payloads };
         self.inner.push(to, Envelope::Message(message))
     }
 
@@ -197,11 +187,7 @@ impl Node {
 
     /// The name of the terminal host (where `wisp exec` runs its entry).
     pub fn terminal_host(&self) -> Option<&str> {
-        self.inner
-            .hosts
-            .iter()
-            .find(|h| h.kind == HostKind::Terminal)
-            .map(|h| h.name.as_str())
+        self.inner.hosts.iter().find(|h| h.kind == HostKind::Terminal).map(|h| h.name.as_str())
     }
 
     pub fn host_names(&self) -> Vec<String> {
@@ -258,13 +244,7 @@ impl NodeBuilder {
     /// A process host with `workers` workers.
     pub fn process_host(self, name: &str, workers: usize) -> Self {
         let shards = workers * self.shards_per_worker;
-        self.host(HostDef {
-            name: name.into(),
-            kind: HostKind::Process,
-            workers,
-            shards,
-            max_processes: None,
-        })
+        self.host(HostDef { name: name.into(), kind: HostKind::Process, workers, shards, max_processes: None })
     }
 
     /// Registers a native process under an entry ID.
@@ -341,14 +321,8 @@ impl NodeBuilder {
         let mut host_names = HashMap::new();
         for (i, def) in defs.iter().enumerate() {
             let index = HostIndex(i as u16);
-            let pool = Pool::try_new(PoolConfig {
-                name: def.name.clone(),
-                workers: def.workers.max(1),
-            })
-            .map_err(|e| BuildError::Host {
-                host: def.name.clone(),
-                message: e.to_string(),
-            })?;
+            let pool = Pool::try_new(PoolConfig { name: def.name.clone(), workers: def.workers.max(1) })
+                .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
             host_names.insert(def.name.clone(), index);
             hosts.push(Host {
                 name: def.name.clone(),
@@ -377,21 +351,9 @@ impl NodeBuilder {
             let mut shards = Vec::new();
             for _ in 0..def.shards.max(1) {
                 let kernel: Arc<dyn Kernel> = inner.clone();
-                let config = ShardConfig {
-                    host: def.name.clone(),
-                    ..ShardConfig::default()
-                };
-                let shard = Shard::new(
-                    kernel,
-                    host.handle.clone(),
-                    timer_handle.clone(),
-                    chunks.clone(),
-                    config,
-                )
-                .map_err(|e| BuildError::Host {
-                    host: def.name.clone(),
-                    message: e.to_string(),
-                })?;
+                let config = ShardConfig { host: def.name.clone(), ..ShardConfig::default() };
+                let shard = Shard::new(kernel, host.handle.clone(), timer_handle.clone(), chunks.clone(), config)
+                    .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
                 shards.push(shard);
             }
             let _ = host.shards.set(shards);
@@ -401,22 +363,10 @@ impl NodeBuilder {
 }
 
 /// Resolves a Lua entry and, recursively, its imports.
-fn lua_code(
-    registry: &Registry,
-    id: &EntryId,
-    path: &mut Vec<EntryId>,
-) -> Result<Arc<LuaCode>, BuildError> {
-    let err = |message: String| BuildError::Entry {
-        entry: id.to_string(),
-        message,
-    };
-    let entry = registry
-        .get(id)
-        .ok_or_else(|| err("no such entry".into()))?;
-    let lua = entry
-        .kind
-        .lua()
-        .ok_or_else(|| err(format!("is a {}, not Lua code", entry.kind.name())))?;
+fn lua_code(registry: &Registry, id: &EntryId, path: &mut Vec<EntryId>) -> Result<Arc<LuaCode>, BuildError> {
+    let err = |message: String| BuildError::Entry { entry: id.to_string(), message };
+    let entry = registry.get(id).ok_or_else(|| err("no such entry".into()))?;
+    let lua = entry.kind.lua().ok_or_else(|| err(format!("is a {}, not Lua code", entry.kind.name())))?;
     if path.contains(id) {
         return Err(err("imports form a cycle".into()));
     }
@@ -436,17 +386,31 @@ fn lua_code(
     }))
 }
 
-/// Where a spawned process goes: next to its parent while the parent's shard is light, so
-/// parent and child message each other without crossing workers; otherwise round-robin.
-fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> usize {
-    const LIGHT_SHARD: usize = 64;
-    if let (Some(group), Some(shards)) = (parent_group, host.shards.get()) {
-        let g = group as usize;
-        if g < shard_count && shards[g].live_processes() < LIGHT_SHARD {
-            return g;
-        }
+/// Where a spawned process goes. By default next to its parent, run before what is already
+/// queued there: parent and child then message each other without crossing workers, and a
+/// spawn tree is walked depth-first, keeping few processes alive. When the parent's shard holds
+/// clearly more live processes than another shard (two random choices, by live count), the
+/// child goes to the lighter one, so other workers find shards to steal.
+fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placement {
+    const IMBALANCE: usize = 32;
+    let candidate = host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count;
+    let (Some(group), Some(shards)) = (parent_group, host.shards.get()) else {
+        return Placement { group: candidate, next_to_parent: false };
+    };
+    let g = group as usize;
+    if g >= shard_count || g == candidate {
+        return Placement { group: candidate, next_to_parent: g == candidate };
     }
-    host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count
+    if shards[g].live_processes() > shards[candidate].live_processes() + IMBALANCE {
+        Placement { group: candidate, next_to_parent: false }
+    } else {
+        Placement { group: g, next_to_parent: true }
+    }
+}
+
+struct Placement {
+    group: usize,
+    next_to_parent: bool,
 }
 
 impl NodeInner {
@@ -459,9 +423,7 @@ impl NodeInner {
     }
 
     fn push(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
-        let pushed = self
-            .host(to.host)
-            .and_then(|h| h.table.with(to, |slot| slot.mailbox.push(envelope)));
+        let pushed = self.host(to.host).and_then(|h| h.table.with(to, |slot| slot.mailbox.push(envelope)));
         match pushed {
             Some(Ok(())) => Ok(()),
             _ => Err(SendError::NoProcess(self.render_pid(to))),
@@ -471,10 +433,7 @@ impl NodeInner {
     fn resolve(&self, dest: Dest<'_>) -> Result<Pid, SendError> {
         match dest {
             Dest::Pid(pid) => Ok(pid),
-            Dest::Name(name) => self
-                .names
-                .lookup(name)
-                .ok_or_else(|| SendError::UnknownName(name.into())),
+            Dest::Name(name) => self.names.lookup(name).ok_or_else(|| SendError::UnknownName(name.into())),
         }
     }
 
@@ -498,62 +457,40 @@ impl NodeInner {
         flags: wisp_lua::SpawnFlags,
         watcher: Option<mpsc::Sender<ExitResult>>,
     ) -> Result<Pid, SpawnError> {
-        let code = self
-            .code
-            .get(entry)
-            .ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
-        let index = *self
-            .host_names
-            .get(host_name)
-            .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
-        let host = self
-            .host(index)
-            .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+        let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
+        let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+        let host = self.host(index).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
         if let Some(max) = host.max_processes {
             if host.table.len() >= max {
-                return Err(SpawnError::HostFull {
-                    host: host.name.clone(),
-                    max,
-                });
+                return Err(SpawnError::HostFull { host: host.name.clone(), max });
             }
         }
         let links: Vec<Pid> = parent.filter(|_| flags.link).into_iter().collect();
         let monitors: Vec<Pid> = parent.filter(|_| flags.monitor).into_iter().collect();
-        let parent_group = parent
-            .filter(|p| p.host == index)
-            .and_then(|p| self.slot(p))
-            .map(|s| s.group);
+        let parent_group = parent.filter(|p| p.host == index).and_then(|p| self.slot(p)).map(|s| s.group);
         match code {
             Code::Library => Err(SpawnError::NotRunnable(entry.into())),
             Code::Lua(code) => {
-                let shards = host
-                    .shards
-                    .get()
-                    .ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
-                let group = place(host, parent_group, shards.len());
+                let shards = host.shards.get().ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
+                let Placement { group, next_to_parent } = place(host, parent_group, shards.len());
                 let shard = &shards[group];
                 let waker = shard.waker();
                 let mut mailbox = None;
                 let pid = host.table.insert(group, |pid| {
                     let m = Arc::new(Mailbox::new(waker, pid.slot));
                     mailbox = Some(m.clone());
-                    Slot {
-                        mailbox: m,
-                        group: group as u32,
-                    }
+                    Slot { mailbox: m, group: group as u32 }
                 });
                 if let Some(tx) = watcher {
                     self.lock_watchers().insert(pid, tx);
                 }
                 let mailbox = mailbox.expect("insert always builds the slot");
-                shard.admit(Admission {
-                    pid,
-                    mailbox,
-                    code: code.clone(),
-                    args,
-                    links,
-                    monitors,
-                });
+                let admission = Admission { pid, mailbox, code: code.clone(), args, links, monitors };
+                if next_to_parent {
+                    shard.admit_next(admission);
+                } else {
+                    shard.admit(admission);
+                }
                 Ok(pid)
             }
             Code::Native(factory) => {
@@ -564,26 +501,14 @@ impl NodeInner {
                 let pid = host.table.insert(group, |pid| {
                     let m = Arc::new(Mailbox::new(hook, pid.slot));
                     mailbox = Some(m.clone());
-                    Slot {
-                        mailbox: m,
-                        group: u32::MAX,
-                    }
+                    Slot { mailbox: m, group: u32::MAX }
                 });
                 if let Some(tx) = watcher {
                     self.lock_watchers().insert(pid, tx);
                 }
                 let mailbox = mailbox.expect("insert always builds the slot");
                 let kernel: Arc<dyn Kernel> = self.self_arc();
-                NativeTask::start(
-                    pid,
-                    mailbox,
-                    waker,
-                    factory(args),
-                    host.handle.clone(),
-                    kernel,
-                    links,
-                    monitors,
-                );
+                NativeTask::start(pid, mailbox, waker, factory(args), host.handle.clone(), kernel, links, monitors);
                 Ok(pid)
             }
         }
@@ -595,10 +520,7 @@ impl NodeInner {
 
     /// An `Arc` of this node, for native processes that outlive the call that starts them.
     fn self_arc(&self) -> Arc<NodeInner> {
-        self.me
-            .get()
-            .and_then(std::sync::Weak::upgrade)
-            .expect("the node is alive while it spawns")
+        self.me.get().and_then(std::sync::Weak::upgrade).expect("the node is alive while it spawns")
     }
 }
 
@@ -632,24 +554,12 @@ impl Kernel for NodeInner {
     }
 
     fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
-        self.spawn_process(
-            Some(request.parent),
-            &request.entry,
-            &request.host,
-            request.args,
-            request.flags,
-        )
-        .map_err(|e| e.to_string())
+        self.spawn_process(Some(request.parent), &request.entry, &request.host, request.args, request.flags)
+            .map_err(|e| e.to_string())
     }
 
     fn exited(&self, exit: ProcessExit) {
-        let ProcessExit {
-            pid,
-            result,
-            mut links,
-            mut monitors,
-            leftover,
-        } = exit;
+        let ProcessExit { pid, result, mut links, mut monitors, leftover } = exit;
         self.names.release_all(pid);
         if let Some(host) = self.host(pid.host) {
             host.table.remove(pid);
@@ -670,23 +580,11 @@ impl Kernel for NodeInner {
             }
         }
         for watcher in monitors {
-            let _ = self.push(
-                watcher,
-                Envelope::Event(Event::Exit {
-                    from: pid,
-                    result: result.clone(),
-                }),
-            );
+            let _ = self.push(watcher, Envelope::Event(Event::Exit { from: pid, result: result.clone() }));
         }
         if result.is_error() {
             for linked in links {
-                let _ = self.push(
-                    linked,
-                    Envelope::Event(Event::LinkDown {
-                        from: pid,
-                        result: result.clone(),
-                    }),
-                );
+                let _ = self.push(linked, Envelope::Event(Event::LinkDown { from: pid, result: result.clone() }));
             }
         }
         if let Some(tx) = self.lock_watchers().remove(&pid) {
@@ -695,9 +593,7 @@ impl Kernel for NodeInner {
     }
 
     fn register_name(&self, name: &str, pid: Pid) -> Result<(), String> {
-        self.names
-            .register(name, pid, |holder| self.slot(holder).is_some())
-            .map_err(|e| e.to_string())
+        self.names.register(name, pid, |holder| self.slot(holder).is_some()).map_err(|e| e.to_string())
     }
 
     fn lookup_name(&self, name: &str) -> Option<Pid> {

@@ -56,26 +56,13 @@ impl Context<'_> {
 
     /// Sends to a PID.
     pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
-        let message = Message {
-            from: Some(self.pid),
-            topic: topic.into(),
-            payloads,
-        };
+        let message = Message { from: Some(self.pid), topic: topic.into(), payloads };
         self.kernel.send(self.pid, Dest::Pid(to), message)
     }
 
     /// Sends to a registered name.
-    pub fn send_to_name(
-        &self,
-        name: &str,
-        topic: &str,
-        payloads: Vec<Value>,
-    ) -> Result<(), SendError> {
-        let message = Message {
-            from: Some(self.pid),
-            topic: topic.into(),
-            payloads,
-        };
+    pub fn send_to_name(&self, name: &str, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
+        let message = Message { from: Some(self.pid), topic: topic.into(), payloads };
         self.kernel.send(self.pid, Dest::Name(name), message)
     }
 }
@@ -131,12 +118,7 @@ impl NativeTask {
             sched: ScheduleState::new(),
             pool,
             kernel,
-            state: Mutex::new(NativeState {
-                process: Some(process),
-                started: false,
-                links,
-                monitors,
-            }),
+            state: Mutex::new(NativeState { process: Some(process), started: false, links, monitors }),
         });
         if let Ok(mut w) = waker.0.lock() {
             *w = Some(task.clone());
@@ -173,10 +155,7 @@ impl Task for NativeTask {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let state = &mut *guard;
             if let Some(mut process) = state.process.take() {
-                let mut cx = Context {
-                    pid: self.pid,
-                    kernel: &*self.kernel,
-                };
+                let mut cx = Context { pid: self.pid, kernel: &*self.kernel };
                 let mut outcome = Step::Wait;
                 if !state.started {
                     state.started = true;
@@ -207,15 +186,10 @@ impl Task for NativeTask {
                                 state.monitors.retain(|p| *p != from);
                                 Step::Wait
                             }
-                            wisp_core::Signal::Terminate => {
-                                Step::Done(ExitResult::Error("terminated".into()))
-                            }
+                            wisp_core::Signal::Terminate => Step::Done(ExitResult::Error("terminated".into())),
                             wisp_core::Signal::Cancel(reason) => process.handle(
                                 &mut cx,
-                                Envelope::Event(wisp_core::Event::Cancel {
-                                    from: Some(from),
-                                    reason,
-                                }),
+                                Envelope::Event(wisp_core::Event::Cancel { from: Some(from), reason }),
                             ),
                         },
                         other => process.handle(&mut cx, other),

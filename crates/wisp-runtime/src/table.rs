@@ -42,12 +42,7 @@ fn lock(stripe: &Mutex<Stripe>) -> MutexGuard<'_, Stripe> {
 
 impl ProcessTable {
     pub(crate) fn new(host: HostIndex) -> ProcessTable {
-        ProcessTable {
-            host,
-            stripes: (0..STRIPES)
-                .map(|_| Mutex::new(Stripe::default()))
-                .collect(),
-        }
+        ProcessTable { host, stripes: (0..STRIPES).map(|_| Mutex::new(Stripe::default())).collect() }
     }
 
     /// Reserves a PID; `make` builds the slot knowing its PID (the mailbox needs it as token).
@@ -60,10 +55,7 @@ impl ProcessTable {
         }
         let generation = stripe.generations[key];
         let pid = Pid::new(self.host, (key * STRIPES + stripe_index) as u32, generation);
-        stripe.slots.insert(Occupied {
-            slot: make(pid),
-            generation,
-        });
+        stripe.slots.insert(Occupied { slot: make(pid), generation });
         pid
     }
 
@@ -114,13 +106,7 @@ impl ProcessTable {
     pub(crate) fn all(&self) -> Vec<Slot> {
         self.stripes
             .iter()
-            .flat_map(|s| {
-                lock(s)
-                    .slots
-                    .iter()
-                    .map(|(_, o)| o.slot.clone())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| lock(s).slots.iter().map(|(_, o)| o.slot.clone()).collect::<Vec<_>>())
             .collect()
     }
 }
@@ -136,10 +122,7 @@ mod tests {
     }
 
     fn slot(pid: Pid) -> Slot {
-        Slot {
-            mailbox: Arc::new(Mailbox::new(Arc::new(NoWake), pid.slot)),
-            group: 0,
-        }
+        Slot { mailbox: Arc::new(Mailbox::new(Arc::new(NoWake), pid.slot)), group: 0 }
     }
 
     #[test]
@@ -171,8 +154,6 @@ mod tests {
     fn other_hosts_pids_are_unknown() {
         let table = ProcessTable::new(HostIndex(0));
         let pid = table.insert(0, slot);
-        assert!(table
-            .get(Pid::new(HostIndex(1), pid.slot, pid.generation))
-            .is_none());
+        assert!(table.get(Pid::new(HostIndex(1), pid.slot, pid.generation)).is_none());
     }
 }

@@ -154,28 +154,16 @@ fn run_app_with(
 ) -> ExitResult {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), files);
-    let registry =
-        Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
+    let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
     let io = Arc::new(Capture::default());
-    let builder = Node::builder()
-        .registry(registry)
-        .terminal(io.clone())
-        .default_workers(2);
+    let builder = Node::builder().registry(registry).terminal(io.clone()).default_workers(2);
     let node = customize(builder).build().expect("node builds");
-    let host = node
-        .terminal_host()
-        .expect("the app declares a terminal host")
-        .to_owned();
+    let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
     assert_eq!(host, "app:terminal");
-    let (_, done) = node
-        .spawn_watched("app:main", &host, args)
-        .expect("app:main spawns");
-    let result = done.recv_timeout(TIMEOUT).unwrap_or_else(|e| {
-        panic!(
-            "app:main did not end within {TIMEOUT:?} ({e}); terminal output:\n{}",
-            output(&io)
-        )
-    });
+    let (_, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
+    let result = done
+        .recv_timeout(TIMEOUT)
+        .unwrap_or_else(|e| panic!("app:main did not end within {TIMEOUT:?} ({e}); terminal output:\n{}", output(&io)));
     node.shutdown();
     result
 }
@@ -195,10 +183,7 @@ fn check(name: &str, result: ExitResult, expect: &Expect) {
         }
         (Expect::Error(fragments), ExitResult::Error(text)) => {
             for f in *fragments {
-                assert!(
-                    text.contains(f),
-                    "case {name}: error {text:?} does not contain {f:?}"
-                );
+                assert!(text.contains(f), "case {name}: error {text:?} does not contain {f:?}");
             }
         }
         _ => panic!("case {name}: expected {}, got {result:?}", describe(expect)),
@@ -461,11 +446,7 @@ return { main = main }
 fn bad_lua_ends_only_its_process_with_file_and_line() {
     // (file, source, fragments the EXIT error must contain)
     let cases: &[(&str, &str, &[&str])] = &[
-        (
-            "syntax_err.lua",
-            "local function main()\n\treturn 1 +\nend\nreturn { main = main }\n",
-            &["syntax_err.lua:3"],
-        ),
+        ("syntax_err.lua", "local function main()\n\treturn 1 +\nend\nreturn { main = main }\n", &["syntax_err.lua:3"]),
         (
             "runtime_err.lua",
             "local function main()\n\terror(\"boom\")\nend\nreturn { main = main }\n",
@@ -489,10 +470,7 @@ fn bad_lua_ends_only_its_process_with_file_and_line() {
             array: fragments.iter().map(|f| Value::str(f)).collect(),
             map: Vec::new(),
         }));
-        let result = run_app(
-            &[("main.lua", BAD_MAIN), (file, source)],
-            vec![Value::str(&entry), list],
-        );
+        let result = run_app(&[("main.lua", BAD_MAIN), (file, source)], vec![Value::str(&entry), list]);
         match result {
             ExitResult::Value(Value::Str(err)) => {
                 eprintln!("{entry}: {}", String::from_utf8_lossy(&err));
@@ -500,11 +478,7 @@ fn bad_lua_ends_only_its_process_with_file_and_line() {
             other => failures.push(format!("{entry}: {other:?}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "failing bad-Lua cases:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "failing bad-Lua cases:\n{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1106,17 +1080,10 @@ lua_cases! {
 #[test]
 fn deadlocked_entry_fails() {
     let result = run_app(
-        &[(
-            "main.lua",
-            "local function main()\n\tchannel.new():receive()\nend\nreturn { main = main }\n",
-        )],
+        &[("main.lua", "local function main()\n\tchannel.new():receive()\nend\nreturn { main = main }\n")],
         Vec::new(),
     );
-    check(
-        "deadlocked_entry_fails",
-        result,
-        &Expect::Error(&["deadlock"]),
-    );
+    check("deadlocked_entry_fails", result, &Expect::Error(&["deadlock"]));
 }
 
 // ---------------------------------------------------------------------------
@@ -1183,8 +1150,6 @@ return { main = main }
 
 #[test]
 fn native_rust_process_answers_lua() {
-    let result = run_app_with(NATIVE, Vec::new(), |b| {
-        b.native("app:echo", |_args| Box::new(Echo { pings: 0 }))
-    });
+    let result = run_app_with(NATIVE, Vec::new(), |b| b.native("app:echo", |_args| Box::new(Echo { pings: 0 })));
     check("native_rust_process_answers_lua", result, &ok());
 }

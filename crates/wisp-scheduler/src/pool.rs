@@ -151,17 +151,11 @@ impl Pool {
             injector: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
             sleepers: AtomicUsize::new(0),
-            idle: Mutex::new(Idle {
-                sleeping: 0,
-                permits: 0,
-            }),
+            idle: Mutex::new(Idle { sleeping: 0, permits: 0 }),
             wakeup: Condvar::new(),
             shutdown: AtomicBool::new(false),
         });
-        let mut pool = Pool {
-            shared: shared.clone(),
-            threads: Vec::with_capacity(workers),
-        };
+        let mut pool = Pool { shared: shared.clone(), threads: Vec::with_capacity(workers) };
         for (index, local) in locals.into_iter().enumerate() {
             let shared = shared.clone();
             let thread = thread::Builder::new()
@@ -175,9 +169,7 @@ impl Pool {
 
     /// A handle for queueing tasks.
     pub fn handle(&self) -> Handle {
-        Handle {
-            shared: self.shared.clone(),
-        }
+        Handle { shared: self.shared.clone() }
     }
 
     /// Stops accepting tasks, lets workers finish the task they run, and joins them.
@@ -205,10 +197,7 @@ impl Drop for Pool {
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("name", &self.shared.name)
-            .field("workers", &self.threads.len())
-            .finish()
+        f.debug_struct("Pool").field("name", &self.shared.name).field("workers", &self.threads.len()).finish()
     }
 }
 
@@ -249,13 +238,7 @@ impl Handle {
     fn current_worker(&self) -> Option<Rc<WorkerContext>> {
         let pool_id = self.shared.id();
         CURRENT_WORKER
-            .try_with(|current| {
-                current
-                    .borrow()
-                    .as_ref()
-                    .filter(|worker| worker.pool_id == pool_id)
-                    .cloned()
-            })
+            .try_with(|current| current.borrow().as_ref().filter(|worker| worker.pool_id == pool_id).cloned())
             .ok()
             .flatten()
     }
@@ -263,9 +246,7 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("pool", &self.shared.name)
-            .finish()
+        f.debug_struct("Handle").field("pool", &self.shared.name).finish()
     }
 }
 
@@ -312,10 +293,7 @@ impl Shared {
             return;
         }
         loop {
-            idle = self
-                .wakeup
-                .wait(idle)
-                .unwrap_or_else(PoisonError::into_inner);
+            idle = self.wakeup.wait(idle).unwrap_or_else(PoisonError::into_inner);
             if idle.permits > 0 {
                 idle.permits -= 1;
                 return;
@@ -350,22 +328,13 @@ impl Shared {
         }
     }
 
-    fn find_task(
-        &self,
-        index: usize,
-        local: &Worker<TaskRef>,
-        tick: u32,
-        random: &mut XorShift,
-    ) -> Option<TaskRef> {
+    fn find_task(&self, index: usize, local: &Worker<TaskRef>, tick: u32, random: &mut XorShift) -> Option<TaskRef> {
         if should_check_global(tick) {
             if let Some(task) = self.steal_from_injector(local) {
                 return Some(task);
             }
         }
-        local
-            .pop()
-            .or_else(|| self.steal_from_injector(local))
-            .or_else(|| self.steal_from_peers(index, local, random))
+        local.pop().or_else(|| self.steal_from_injector(local)).or_else(|| self.steal_from_peers(index, local, random))
     }
 
     fn steal_from_injector(&self, local: &Worker<TaskRef>) -> Option<TaskRef> {
@@ -374,12 +343,7 @@ impl Shared {
             .and_then(Steal::success)
     }
 
-    fn steal_from_peers(
-        &self,
-        index: usize,
-        local: &Worker<TaskRef>,
-        random: &mut XorShift,
-    ) -> Option<TaskRef> {
+    fn steal_from_peers(&self, index: usize, local: &Worker<TaskRef>, random: &mut XorShift) -> Option<TaskRef> {
         let count = self.stealers.len();
         if count <= 1 {
             return None;
@@ -406,10 +370,7 @@ impl Shared {
 }
 
 fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
-    let context = Rc::new(WorkerContext {
-        pool_id: shared.id(),
-        local,
-    });
+    let context = Rc::new(WorkerContext { pool_id: shared.id(), local });
     CURRENT_WORKER.with(|current| *current.borrow_mut() = Some(context.clone()));
     let mut random = XorShift::seeded(index);
     let mut tick: u32 = 0;
@@ -467,10 +428,7 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(5);
 
     fn pool(workers: usize) -> Pool {
-        Pool::new(PoolConfig {
-            name: "test-pool".into(),
-            workers,
-        })
+        Pool::new(PoolConfig { name: "test-pool".into(), workers })
     }
 
     /// Sends its id when run; counts runs.
@@ -483,20 +441,12 @@ mod tests {
     impl Task for Report {
         fn run(self: Arc<Self>) {
             self.runs.fetch_add(1, Ordering::SeqCst);
-            let _ = self
-                .done
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .send(self.id);
+            let _ = self.done.lock().unwrap_or_else(PoisonError::into_inner).send(self.id);
         }
     }
 
     fn report(id: usize, done: &mpsc::Sender<usize>) -> Arc<Report> {
-        Arc::new(Report {
-            id,
-            runs: AtomicUsize::new(0),
-            done: Mutex::new(done.clone()),
-        })
+        Arc::new(Report { id, runs: AtomicUsize::new(0), done: Mutex::new(done.clone()) })
     }
 
     #[test]
@@ -512,9 +462,7 @@ mod tests {
         let (done, results) = mpsc::channel();
         const THREADS: usize = 4;
         const PER_THREAD: usize = 500;
-        let tasks: Vec<Arc<Report>> = (0..THREADS * PER_THREAD)
-            .map(|id| report(id, &done))
-            .collect();
+        let tasks: Vec<Arc<Report>> = (0..THREADS * PER_THREAD).map(|id| report(id, &done)).collect();
         thread::scope(|scope| {
             for chunk in tasks.chunks(PER_THREAD) {
                 let handle = pool.handle();
@@ -552,11 +500,7 @@ mod tests {
                 let handle = self.handle.clone();
                 handle.schedule(self);
             } else {
-                let _ = self
-                    .done
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .send(());
+                let _ = self.done.lock().unwrap_or_else(PoisonError::into_inner).send(());
             }
         }
     }
@@ -575,9 +519,7 @@ mod tests {
             done: Mutex::new(done),
         });
         handle.schedule(chain.clone());
-        finished
-            .recv_timeout(TIMEOUT)
-            .expect("chain did not finish");
+        finished.recv_timeout(TIMEOUT).expect("chain did not finish");
         assert!(chain.on_worker.load(Ordering::SeqCst));
         assert_eq!(chain.remaining.load(Ordering::SeqCst), 0);
     }
@@ -628,16 +570,8 @@ mod tests {
 
     impl Task for Blocks {
         fn run(self: Arc<Self>) {
-            let _ = self
-                .started
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .send(());
-            let _ = self
-                .release
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .recv_timeout(TIMEOUT);
+            let _ = self.started.lock().unwrap_or_else(PoisonError::into_inner).send(());
+            let _ = self.release.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(TIMEOUT);
             self.finished.store(true, Ordering::SeqCst);
         }
     }

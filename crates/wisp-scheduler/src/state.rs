@@ -40,34 +40,26 @@ impl ScheduleState {
     /// A state for a task that is not queued (`Idle`).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self {
-            state: AtomicU8::new(IDLE),
-        }
+        Self { state: AtomicU8::new(IDLE) }
     }
 
     /// A state for a task that is not queued (`Idle`).
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self {
-            state: AtomicU8::new(IDLE),
-        }
+        Self { state: AtomicU8::new(IDLE) }
     }
 
     /// A state for a task that its creator queues right away (`Scheduled`),
     /// so wakers before its first run do not queue it a second time.
     #[cfg(not(loom))]
     pub const fn new_scheduled() -> Self {
-        Self {
-            state: AtomicU8::new(SCHEDULED),
-        }
+        Self { state: AtomicU8::new(SCHEDULED) }
     }
 
     /// A state for a task that its creator queues right away (`Scheduled`).
     #[cfg(loom)]
     pub fn new_scheduled() -> Self {
-        Self {
-            state: AtomicU8::new(SCHEDULED),
-        }
+        Self { state: AtomicU8::new(SCHEDULED) }
     }
 
     /// A waker calls this; true means the caller must now schedule the task (it was Idle).
@@ -80,12 +72,7 @@ impl ScheduleState {
                 // Already queued or already told to re-queue: nothing to do.
                 _ => return false,
             };
-            match self.state.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self.state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return current == IDLE,
                 Err(actual) => current = actual,
             }
@@ -95,10 +82,7 @@ impl ScheduleState {
     /// The task calls this at the start of run().
     pub fn begin_run(&self) {
         let previous = self.state.swap(RUNNING, Ordering::AcqRel);
-        debug_assert!(
-            previous == SCHEDULED || previous == IDLE,
-            "begin_run while already running (state {previous})"
-        );
+        debug_assert!(previous == SCHEDULED || previous == IDLE, "begin_run while already running (state {previous})");
     }
 
     /// The task calls this at the end of run(); `more_work` says whether the task itself knows it has more.
@@ -110,10 +94,7 @@ impl ScheduleState {
             self.state.swap(SCHEDULED, Ordering::AcqRel);
             return true;
         }
-        match self
-            .state
-            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.state.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => false,
             Err(RUNNING_NOTIFIED) => {
                 // Only the running task leaves RunningNotified, so this cannot race.
@@ -200,10 +181,7 @@ mod loom_tests {
     }
 
     fn claim(shared: &Shared) {
-        assert!(
-            !shared.claimed.swap(true, Ordering::AcqRel),
-            "task scheduled twice"
-        );
+        assert!(!shared.claimed.swap(true, Ordering::AcqRel), "task scheduled twice");
     }
 
     /// Runs the task until it goes Idle, the way a worker would.
@@ -251,10 +229,7 @@ mod loom_tests {
             for thread in threads {
                 thread.join().expect("waker thread panicked");
             }
-            assert!(
-                !shared.pending.load(Ordering::Acquire),
-                "lost wake-up: pending work but the task is idle"
-            );
+            assert!(!shared.pending.load(Ordering::Acquire), "lost wake-up: pending work but the task is idle");
             assert!(!shared.claimed.load(Ordering::Acquire));
             // Back to Idle: the next notify must queue it.
             assert!(shared.state.notify());

@@ -89,28 +89,17 @@ impl Timers {
     /// Starts the timer thread with the given clock. Deadlines are computed and
     /// checked with `clock`; the thread waits in real time for `deadline - now`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> io::Result<Timers> {
-        let shared = Arc::new(TimerShared {
-            clock,
-            state: Mutex::new(TimerState::default()),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(TimerShared { clock, state: Mutex::new(TimerState::default()), changed: Condvar::new() });
         let thread = {
             let shared = shared.clone();
-            thread::Builder::new()
-                .name("wisp-timers".into())
-                .spawn(move || shared.run())?
+            thread::Builder::new().name("wisp-timers".into()).spawn(move || shared.run())?
         };
-        Ok(Timers {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(Timers { shared, thread: Some(thread) })
     }
 
     /// A handle for arming and cancelling timers.
     pub fn handle(&self) -> TimerHandle {
-        TimerHandle {
-            shared: self.shared.clone(),
-        }
+        TimerHandle { shared: self.shared.clone() }
     }
 
     /// Stops the timer thread; pending callbacks are dropped, not run.
@@ -160,10 +149,7 @@ impl TimerHandle {
         state.pending.insert(id, callback);
         // A delay too large for `Instant` never fires; it stays until cancelled.
         if let Some(deadline) = deadline {
-            let becomes_earliest = state
-                .deadlines
-                .peek()
-                .map_or(true, |Reverse((earliest, _))| deadline < *earliest);
+            let becomes_earliest = state.deadlines.peek().map_or(true, |Reverse((earliest, _))| deadline < *earliest);
             state.deadlines.push(Reverse((deadline, id)));
             drop(state);
             if becomes_earliest {
@@ -201,8 +187,7 @@ impl TimerState {
         let heap_len = self.deadlines.len();
         if heap_len > MIN_HEAP_FOR_COMPACTION && heap_len > 2 * self.pending.len() {
             let pending = &self.pending;
-            self.deadlines
-                .retain(|Reverse((_, id))| pending.contains_key(id));
+            self.deadlines.retain(|Reverse((_, id))| pending.contains_key(id));
         }
     }
 }
@@ -223,15 +208,9 @@ impl TimerShared {
             let now = self.clock.now();
             let next = state.deadlines.peek().map(|Reverse(entry)| *entry);
             state = match next {
-                None => self
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner),
+                None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
                 Some((deadline, _)) if deadline > now => {
-                    self.changed
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
+                    self.changed.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0
                 }
                 Some((_, id)) => {
                     state.deadlines.pop();
@@ -281,9 +260,7 @@ mod tests {
         handle.after(Duration::from_millis(25), send_on_fire(&tx, 1));
         handle.after(Duration::from_millis(50), send_on_fire(&tx, 2));
         handle.after(Duration::ZERO, send_on_fire(&tx, 0));
-        let fired: Vec<u32> = (0..4)
-            .map(|_| rx.recv_timeout(TIMEOUT).expect("timer did not fire"))
-            .collect();
+        let fired: Vec<u32> = (0..4).map(|_| rx.recv_timeout(TIMEOUT).expect("timer did not fire")).collect();
         assert_eq!(fired, vec![0, 1, 2, 3]);
         assert_eq!(handle.pending(), 0);
     }
@@ -312,10 +289,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let mut expected = Vec::new();
         for i in 0..2000u32 {
-            let id = handle.after(
-                Duration::from_millis(u64::from(i % 20)),
-                send_on_fire(&tx, i),
-            );
+            let id = handle.after(Duration::from_millis(u64::from(i % 20)), send_on_fire(&tx, i));
             // A short timer may fire before the cancel; then cancel reports false.
             if i % 2 == 1 || !handle.cancel(id) {
                 expected.push(i);
@@ -326,21 +300,14 @@ mod tests {
             let id = handle.after(Duration::from_secs(3600), send_on_fire(&tx, i));
             assert!(handle.cancel(id));
         }
-        let mut fired: Vec<u32> = (0..expected.len())
-            .map(|_| rx.recv_timeout(TIMEOUT).expect("timer did not fire"))
-            .collect();
+        let mut fired: Vec<u32> =
+            (0..expected.len()).map(|_| rx.recv_timeout(TIMEOUT).expect("timer did not fire")).collect();
         fired.sort_unstable();
-        assert!(
-            fired == expected,
-            "fired timers differ from the uncancelled ones"
-        );
+        assert!(fired == expected, "fired timers differ from the uncancelled ones");
         assert!(rx.try_recv().is_err(), "a cancelled timer fired");
         assert_eq!(handle.pending(), 0);
         let heap_len = timers.shared.lock().deadlines.len();
-        assert!(
-            heap_len <= MIN_HEAP_FOR_COMPACTION,
-            "heap kept {heap_len} stale entries"
-        );
+        assert!(heap_len <= MIN_HEAP_FOR_COMPACTION, "heap kept {heap_len} stale entries");
     }
 
     #[test]
@@ -371,17 +338,11 @@ mod tests {
         drop(tx);
         timers.shutdown();
         // The callback (and its sender) was dropped without running.
-        assert_eq!(
-            rx.recv_timeout(TIMEOUT),
-            Err(mpsc::RecvTimeoutError::Disconnected)
-        );
+        assert_eq!(rx.recv_timeout(TIMEOUT), Err(mpsc::RecvTimeoutError::Disconnected));
         // Arming after shutdown drops the callback at once.
         let (tx, rx) = mpsc::channel();
         handle.after(Duration::ZERO, send_on_fire(&tx, 2));
         drop(tx);
-        assert_eq!(
-            rx.recv_timeout(TIMEOUT),
-            Err(mpsc::RecvTimeoutError::Disconnected)
-        );
+        assert_eq!(rx.recv_timeout(TIMEOUT), Err(mpsc::RecvTimeoutError::Disconnected));
     }
 }

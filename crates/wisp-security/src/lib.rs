@@ -18,10 +18,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(id: impl Into<String>) -> Actor {
-        Actor {
-            id: id.into(),
-            meta: BTreeMap::new(),
-        }
+        Actor { id: id.into(), meta: BTreeMap::new() }
     }
 }
 
@@ -98,11 +95,7 @@ pub struct Condition {
 
 impl Condition {
     pub fn eq(field: impl Into<String>, value: impl Into<String>) -> Condition {
-        Condition {
-            field: field.into(),
-            op: ConditionOp::Eq,
-            value: value.into(),
-        }
+        Condition { field: field.into(), op: ConditionOp::Eq, value: value.into() }
     }
 
     fn holds(&self, actor: &Actor, request: &Request) -> bool {
@@ -182,11 +175,7 @@ impl Decision {
 /// Otherwise any applying deny wins, then any applying allow; nothing applying is a deny.
 pub fn decide(scope: Option<&Scope>, request: &Request, strict_mode: bool) -> Decision {
     let (Some(scope), Some(actor)) = (scope, request.actor) else {
-        return if strict_mode {
-            Decision::Deny
-        } else {
-            Decision::Allow
-        };
+        return if strict_mode { Decision::Deny } else { Decision::Allow };
     };
     let mut allowed = false;
     for policy in &scope.policies {
@@ -240,8 +229,7 @@ impl HostCapabilities {
     }
 
     pub fn can_send_to(&self, host: &str) -> bool {
-        !self.deny_send_to_hosts.iter().any(|p| p.matches(host))
-            && self.send_to_hosts.iter().any(|p| p.matches(host))
+        !self.deny_send_to_hosts.iter().any(|p| p.matches(host)) && self.send_to_hosts.iter().any(|p| p.matches(host))
     }
 }
 

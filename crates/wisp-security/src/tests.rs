@@ -28,11 +28,7 @@ fn patterns() {
         ("", "x", false),
     ];
     for (pattern, subject, want) in rows {
-        assert_eq!(
-            Pattern::parse(pattern).matches(subject),
-            *want,
-            "{pattern} vs {subject}"
-        );
+        assert_eq!(Pattern::parse(pattern).matches(subject), *want, "{pattern} vs {subject}");
         assert_eq!(Pattern::parse(pattern).to_string(), *pattern);
     }
 }
@@ -44,46 +40,14 @@ fn decisions() {
     let deny_system = policy("d", &["process.send"], &["{app:system|*"], Effect::Deny);
     let allow_spawn = policy("s", &["process.spawn"], &["app.*"], Effect::Allow);
     // (policies, actor?, action, resource, strict, expected)
-    type Row<'a> = (
-        Vec<Arc<Policy>>,
-        bool,
-        bool,
-        &'a str,
-        &'a str,
-        bool,
-        Decision,
-    );
+    type Row<'a> = (Vec<Arc<Policy>>, bool, bool, &'a str, &'a str, bool, Decision);
     let rows: Vec<Row> = vec![
         (vec![], false, false, "x", "y", false, Decision::Allow),
         (vec![], false, false, "x", "y", true, Decision::Deny),
-        (
-            vec![allow_all.clone()],
-            true,
-            false,
-            "x",
-            "y",
-            false,
-            Decision::Allow,
-        ),
-        (
-            vec![allow_all.clone()],
-            true,
-            false,
-            "x",
-            "y",
-            true,
-            Decision::Deny,
-        ),
+        (vec![allow_all.clone()], true, false, "x", "y", false, Decision::Allow),
+        (vec![allow_all.clone()], true, false, "x", "y", true, Decision::Deny),
         (vec![], true, true, "x", "y", false, Decision::Deny),
-        (
-            vec![allow_all.clone()],
-            true,
-            true,
-            "x",
-            "y",
-            true,
-            Decision::Allow,
-        ),
+        (vec![allow_all.clone()], true, true, "x", "y", true, Decision::Allow),
         (
             vec![allow_all.clone(), deny_system.clone()],
             true,
@@ -111,44 +75,13 @@ fn decisions() {
             false,
             Decision::Allow,
         ),
-        (
-            vec![allow_spawn.clone()],
-            true,
-            true,
-            "process.spawn",
-            "app.worker",
-            true,
-            Decision::Allow,
-        ),
-        (
-            vec![allow_spawn.clone()],
-            true,
-            true,
-            "process.spawn",
-            "sys.worker",
-            true,
-            Decision::Deny,
-        ),
-        (
-            vec![allow_spawn.clone()],
-            true,
-            true,
-            "process.send",
-            "app.worker",
-            true,
-            Decision::Deny,
-        ),
+        (vec![allow_spawn.clone()], true, true, "process.spawn", "app.worker", true, Decision::Allow),
+        (vec![allow_spawn.clone()], true, true, "process.spawn", "sys.worker", true, Decision::Deny),
+        (vec![allow_spawn.clone()], true, true, "process.send", "app.worker", true, Decision::Deny),
     ];
-    for (i, (policies, has_scope, has_actor, action, resource, strict, want)) in
-        rows.into_iter().enumerate()
-    {
+    for (i, (policies, has_scope, has_actor, action, resource, strict, want)) in rows.into_iter().enumerate() {
         let scope = Scope::new(policies);
-        let request = Request {
-            actor: has_actor.then_some(&actor),
-            action,
-            resource,
-            meta: None,
-        };
+        let request = Request { actor: has_actor.then_some(&actor), action, resource, meta: None };
         let got = decide(has_scope.then_some(&scope), &request, strict);
         assert_eq!(got, want, "row {i}");
     }
@@ -170,40 +103,15 @@ fn conditions() {
         (Condition::eq("action", "act"), &guest, true),
         (Condition::eq("resource", "res"), &guest, true),
         (Condition::eq("nonsense", "res"), &guest, false),
-        (
-            Condition {
-                field: "actor.meta.role".into(),
-                op: ConditionOp::Ne,
-                value: "admin".into(),
-            },
-            &admin,
-            false,
-        ),
-        (
-            Condition {
-                field: "actor.meta.role".into(),
-                op: ConditionOp::Ne,
-                value: "guest".into(),
-            },
-            &admin,
-            true,
-        ),
+        (Condition { field: "actor.meta.role".into(), op: ConditionOp::Ne, value: "admin".into() }, &admin, false),
+        (Condition { field: "actor.meta.role".into(), op: ConditionOp::Ne, value: "guest".into() }, &admin, true),
     ];
     for (cond, actor, want) in rows {
         let mut p = (*policy("c", &["*"], &["*"], Effect::Allow)).clone();
         p.conditions.push(cond.clone());
         let scope = Scope::new(vec![Arc::new(p)]);
-        let req = Request {
-            actor: Some(actor),
-            action: "act",
-            resource: "res",
-            meta: Some(&req_meta),
-        };
-        let want = if *want {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        };
+        let req = Request { actor: Some(actor), action: "act", resource: "res", meta: Some(&req_meta) };
+        let want = if *want { Decision::Allow } else { Decision::Deny };
         assert_eq!(decide(Some(&scope), &req, true), want, "{cond:?}");
     }
 }
@@ -241,17 +149,11 @@ fn model_decide(
     strict: bool,
 ) -> Decision {
     let Some(policies) = policies.filter(|_| has_actor) else {
-        return if strict {
-            Decision::Deny
-        } else {
-            Decision::Allow
-        };
+        return if strict { Decision::Deny } else { Decision::Allow };
     };
     let matching: Vec<bool> = policies
         .iter()
-        .filter(|(a, r, _)| {
-            a.iter().any(|p| model_match(p, action)) && r.iter().any(|p| model_match(p, resource))
-        })
+        .filter(|(a, r, _)| a.iter().any(|p| model_match(p, action)) && r.iter().any(|p| model_match(p, resource)))
         .map(|(_, _, allow)| *allow)
         .collect();
     if matching.contains(&false) {

@@ -61,31 +61,16 @@ impl Default for RestartPolicyParams {
 /// `initial_delay * backoff_factor^(consecutive-1)`, capped at `max_delay`, then spread by
 /// `jitter * jitter_sample` (`jitter_sample` in [-1, 1], clamped). The spread is applied after
 /// the cap, so a capped delay can exceed `max_delay` by up to `jitter`.
-pub fn restart_delay(
-    policy: &RestartPolicyParams,
-    consecutive: u32,
-    jitter_sample: f64,
-) -> Duration {
+pub fn restart_delay(policy: &RestartPolicyParams, consecutive: u32, jitter_sample: f64) -> Duration {
     let k = consecutive.max(1);
     let max = policy.max_delay.as_secs_f64();
-    let factor = if policy.backoff_factor.is_finite() && policy.backoff_factor > 0.0 {
-        policy.backoff_factor
-    } else {
-        1.0
-    };
+    let factor =
+        if policy.backoff_factor.is_finite() && policy.backoff_factor > 0.0 { policy.backoff_factor } else { 1.0 };
     let exp = i32::try_from(k - 1).unwrap_or(i32::MAX);
     let base = policy.initial_delay.as_secs_f64() * factor.powi(exp);
     let base = if base.is_finite() { base.min(max) } else { max };
-    let jitter = if policy.jitter.is_finite() {
-        policy.jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let sample = if jitter_sample.is_finite() {
-        jitter_sample.clamp(-1.0, 1.0)
-    } else {
-        0.0
-    };
+    let jitter = if policy.jitter.is_finite() { policy.jitter.clamp(0.0, 1.0) } else { 0.0 };
+    let sample = if jitter_sample.is_finite() { jitter_sample.clamp(-1.0, 1.0) } else { 0.0 };
     let spread = base * (1.0 + jitter * sample);
     Duration::try_from_secs_f64(spread.max(0.0)).unwrap_or(policy.max_delay)
 }
@@ -154,10 +139,8 @@ where
                     }
                     Mark::Active => {
                         let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                        let mut cycle: Vec<String> = stack[from..]
-                            .iter()
-                            .map(|(n, _)| nodes[*n].0.to_string())
-                            .collect();
+                        let mut cycle: Vec<String> =
+                            stack[from..].iter().map(|(n, _)| nodes[*n].0.to_string()).collect();
                         cycle.push(nodes[dep].0.to_string());
                         return Err(CycleError { cycle });
                     }
@@ -223,35 +206,16 @@ pub struct Supervisor<H: ServiceHost> {
 
 impl<H: ServiceHost> Supervisor<H> {
     pub fn new(host: H, configs: Vec<ServiceConfig>) -> Result<Self, CycleError> {
-        let nodes: Vec<(ServiceId, Vec<ServiceId>)> = configs
-            .iter()
-            .map(|c| (c.id.clone(), c.requires.clone()))
-            .collect();
+        let nodes: Vec<(ServiceId, Vec<ServiceId>)> =
+            configs.iter().map(|c| (c.id.clone(), c.requires.clone())).collect();
         let ordered = start_order(&nodes)?;
-        let index: HashMap<ServiceId, usize> = configs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.clone(), i))
-            .collect();
-        let order = ordered
-            .iter()
-            .filter_map(|id| index.get(id).copied())
-            .collect();
+        let index: HashMap<ServiceId, usize> = configs.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        let order = ordered.iter().filter_map(|id| index.get(id).copied()).collect();
         let slots = configs
             .into_iter()
-            .map(|config| Slot {
-                config,
-                state: ServiceState::Stopped,
-                handle: None,
-                restarts_in_a_row: 0,
-            })
+            .map(|config| Slot { config, state: ServiceState::Stopped, handle: None, restarts_in_a_row: 0 })
             .collect();
-        Ok(Supervisor {
-            host,
-            slots,
-            index,
-            order,
-        })
+        Ok(Supervisor { host, slots, index, order })
     }
 
     pub fn host(&self) -> &H {
@@ -260,10 +224,7 @@ impl<H: ServiceHost> Supervisor<H> {
 
     /// Service IDs in start order.
     pub fn start_order(&self) -> Vec<ServiceId> {
-        self.order
-            .iter()
-            .map(|&i| self.slots[i].config.id.clone())
-            .collect()
+        self.order.iter().map(|&i| self.slots[i].config.id.clone()).collect()
     }
 
     pub fn state(&self, id: &ServiceId) -> Option<ServiceState> {
@@ -271,19 +232,14 @@ impl<H: ServiceHost> Supervisor<H> {
     }
 
     pub fn handle(&self, id: &ServiceId) -> Option<&H::Handle> {
-        self.index
-            .get(id)
-            .and_then(|&i| self.slots[i].handle.as_ref())
+        self.index.get(id).and_then(|&i| self.slots[i].handle.as_ref())
     }
 
     /// True while some service is running, starting or waiting to restart.
     pub fn any_alive(&self) -> bool {
-        self.slots.iter().any(|s| {
-            matches!(
-                s.state,
-                ServiceState::Running | ServiceState::Starting | ServiceState::Backoff
-            )
-        })
+        self.slots
+            .iter()
+            .any(|s| matches!(s.state, ServiceState::Running | ServiceState::Starting | ServiceState::Backoff))
     }
 
     /// Starts every `auto_start` service in start order. Returns the services whose start failed,
@@ -306,10 +262,7 @@ impl<H: ServiceHost> Supervisor<H> {
     /// outcome of its failed start.
     pub fn restart(&mut self, id: &ServiceId, jitter_sample: f64) -> Option<ExitOutcome> {
         let &i = self.index.get(id)?;
-        if matches!(
-            self.slots[i].state,
-            ServiceState::Running | ServiceState::Starting
-        ) {
+        if matches!(self.slots[i].state, ServiceState::Running | ServiceState::Starting) {
             return None;
         }
         self.start_slot(i, jitter_sample)
@@ -328,13 +281,7 @@ impl<H: ServiceHost> Supervisor<H> {
         }
     }
 
-    fn failed(
-        &mut self,
-        i: usize,
-        error: String,
-        ran_for: Duration,
-        jitter_sample: f64,
-    ) -> ExitOutcome {
+    fn failed(&mut self, i: usize, error: String, ran_for: Duration, jitter_sample: f64) -> ExitOutcome {
         let slot = &mut self.slots[i];
         slot.handle = None;
         if ran_for >= slot.config.stable_threshold {
@@ -343,9 +290,7 @@ impl<H: ServiceHost> Supervisor<H> {
         if should_restart(slot.restarts_in_a_row, slot.config.restart.max_attempts) {
             slot.restarts_in_a_row += 1;
             slot.state = ServiceState::Backoff;
-            ExitOutcome::Restart {
-                after: restart_delay(&slot.config.restart, slot.restarts_in_a_row, jitter_sample),
-            }
+            ExitOutcome::Restart { after: restart_delay(&slot.config.restart, slot.restarts_in_a_row, jitter_sample) }
         } else {
             slot.state = ServiceState::Failed;
             ExitOutcome::Failed { error }
