@@ -1,5 +1,7 @@
--- spawn N [HOLD_MS]: spawn N idle processes, report us/spawn, hold them for HOLD_MS (so a driver
--- can sample the RSS of the whole process), then stop them all and report us/stop.
+-- spawn N [HOLD_MS]: spawn N idle processes and report us/spawn, then stop them all and report
+-- us/stop. With HOLD_MS > 0 it prints marker lines for a driver that samples the RSS of the whole
+-- OS process: `BASE` (then waits HOLD_MS), spawns, waits HOLD_MS for the children to settle,
+-- `MEASURE` (then waits HOLD_MS), and stops them.
 local time = require("time")
 
 local function main(n_s: string?, hold_s: string?)
@@ -7,15 +9,20 @@ local function main(n_s: string?, hold_s: string?)
 	local hold = tonumber(hold_s) or 0
 	local me = process.pid()
 	local pids = table.create(n)
+	if hold > 0 then
+		print("BASE")
+		time.sleep(hold * 1e6)
+	end
 	local t0 = os.clock()
 	for i = 1, n - 1 do
 		pids[i] = process.spawn("bench:idle", "bench:processes")
 	end
-	-- the last one acknowledges, so we know the stop messages have all been taken
+	-- the last one acknowledges, so we know every stop message has been taken
 	pids[n] = process.spawn("bench:idle", "bench:processes", me)
 	local spawn_us = (os.clock() - t0) * 1e6 / n
-	print(string.format("SPAWNED %d", n))
 	if hold > 0 then
+		time.sleep(hold * 1e6)
+		print("MEASURE")
 		time.sleep(hold * 1e6)
 	end
 	local t1 = os.clock()

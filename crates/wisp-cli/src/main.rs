@@ -10,6 +10,11 @@ use wisp_core::{ExitResult, Value};
 use wisp_registry::{EntryKind, Registry};
 use wisp_runtime::{Node, TerminalIo};
 
+// Shards move between worker threads, so memory allocated on one thread is often freed on
+// another; glibc's per-thread arenas then serialise the workers on their locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for usage and configuration errors.
 const STATUS_CONFIG: u8 = 2;
 

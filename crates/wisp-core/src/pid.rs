@@ -53,9 +53,32 @@ pub struct PidDisplay<'a> {
     host_name: &'a str,
 }
 
+impl PidDisplay<'_> {
+    /// Appends the rendering to `out` (cheaper than `format!`: PIDs are rendered on hot paths).
+    pub fn write_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let serial = self.pid.serial();
+        let digits = (((64 - serial.leading_zeros()) as usize).div_ceil(4)).max(5);
+        out.reserve(self.host_name.len() + digits + 5);
+        out.push('{');
+        out.push_str(self.host_name);
+        out.push_str("|0x");
+        for i in (0..digits).rev() {
+            out.push(HEX[((serial >> (i * 4)) & 0xf) as usize] as char);
+        }
+        out.push('}');
+    }
+
+    pub fn to_string_fast(&self) -> String {
+        let mut out = String::new();
+        self.write_to(&mut out);
+        out
+    }
+}
+
 impl fmt::Display for PidDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{{{}|0x{:05x}}}", self.host_name, self.pid.serial())
+        f.write_str(&self.to_string_fast())
     }
 }
 
@@ -79,6 +102,14 @@ mod tests {
         let (host, serial) = Pid::parse_parts(&text).unwrap();
         assert_eq!(host, "app:processes");
         assert_eq!(Pid::from_serial(HostIndex(1), serial), pid);
+    }
+
+    #[test]
+    fn fast_rendering_matches_the_format() {
+        for (slot, generation) in [(0, 0), (42, 0), (0xfffff, 0), (0x123456, 0), (7, 1), (u32::MAX, u32::MAX)] {
+            let pid = Pid::new(HostIndex(0), slot, generation);
+            assert_eq!(pid.display("h").to_string_fast(), format!("{{h|0x{:05x}}}", pid.serial()));
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ const K_TIMER: u8 = 6;
 const K_KILL: u8 = 7;
 const S_WAITING: u8 = 0;
 const S_READY: u8 = 1;
+const S_DONE: u8 = 2;
 
 /// Mailbox items handed to Lua per step; the rest wait for the next step so one flooded
 /// process cannot hold its shard.
@@ -278,7 +279,10 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let next_core = core.clone();
     r.set(
         "next",
-        lua.create_function(move |lua, (prev, status): (i64, u8)| {
+        lua.create_function(move |lua, (prev, status, is_error, value): (i64, u8, bool, LuaValue)| {
+            if status == S_DONE && prev >= 0 {
+                ended(&next_core, prev as u32, is_error, &value);
+            }
             next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr)
         })?,
     )?;
@@ -402,27 +406,6 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 }
             },
         )?,
-    )?;
-
-    let c = core.clone();
-    r.set(
-        "exit",
-        lua.create_function(move |_, (token, is_error, value): (u32, bool, LuaValue)| {
-            let Some(p) = lock(&c.procs).remove(&token) else {
-                return Ok(());
-            };
-            let result = if is_error {
-                let text = match &value {
-                    LuaValue::String(s) => s.to_string_lossy(),
-                    other => format!("{other:?}"),
-                };
-                ExitResult::Error(text)
-            } else {
-                ExitResult::Value(lua_to_value(&value).unwrap_or_else(|e| Value::from(e.to_string())))
-            };
-            finish(&c, p, result);
-            Ok(())
-        })?,
     )?;
 
     let c = core.clone();
@@ -708,6 +691,23 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
     Ok(f)
 }
 
+/// A process's main function returned or raised: its result as a payload or an error text.
+fn ended(core: &Core, token: u32, is_error: bool, value: &LuaValue) {
+    let Some(p) = lock(&core.procs).remove(&token) else {
+        return;
+    };
+    let result = if is_error {
+        let text = match value {
+            LuaValue::String(s) => s.to_string_lossy(),
+            other => other.to_string().unwrap_or_else(|_| format!("{other:?}")),
+        };
+        ExitResult::Error(text)
+    } else {
+        ExitResult::Value(lua_to_value(value).unwrap_or_else(|e| Value::from(e.to_string())))
+    };
+    finish(core, p, result);
+}
+
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 fn finish(core: &Core, p: LocalProc, result: ExitResult) {
     core.live.fetch_sub(1, Ordering::Relaxed);
@@ -879,30 +879,7 @@ fn next(
             _ => {}
         }
     }
-    let admitted: Vec<Admission> = std::mem::take(&mut *lock(&core.admits));
-    if !admitted.is_empty() {
-        let mut procs = lock(&core.procs);
-        for a in admitted {
-            procs.insert(
-                a.pid.slot,
-                LocalProc {
-                    pid: a.pid,
-                    mailbox: a.mailbox,
-                    code: a.code,
-                    init: Some(a.args),
-                    router: TopicRouter::default(),
-                    message_listeners: Vec::new(),
-                    next_listener: 0,
-                    links: a.links,
-                    monitors: a.monitors,
-                    monitoring: Vec::new(),
-                    trap_links: false,
-                    timers: Vec::new(),
-                    next_timer: 0,
-                },
-            );
-        }
-    }
+    admit_pending(core);
     {
         let mut left = lock(&core.steps_left);
         if *left == 0 {
@@ -915,6 +892,13 @@ fn next(
             return Ok(MultiValue::new());
         };
         let mut procs = lock(&core.procs);
+        if !procs.contains_key(&token) {
+            // Admitted after this step took the admissions: an admission is queued before its
+            // token, so it is there now.
+            drop(procs);
+            admit_pending(core);
+            procs = lock(&core.procs);
+        }
         let Some(p) = procs.get_mut(&token) else {
             continue; // a wake-up for a process that already ended
         };
@@ -925,8 +909,14 @@ fn next(
                 let code = p.code.clone();
                 let pid = p.pid;
                 drop(procs);
-                match start_thread(lua, core, &code, &args, body, env_mt, preempt_ptr, pid) {
-                    Ok(init) => out.push_back(LuaValue::Table(init)),
+                match start_thread(lua, core, &code, &args, body, env_mt, preempt_ptr, pid, &mut out) {
+                    Ok(()) => {
+                        // Its mailbox is drained from its next step on.
+                        if procs_mailbox_pending(core, token) {
+                            lock(&core.ready).push_back(token);
+                        }
+                        return Ok(out);
+                    }
                     Err(err) => {
                         if let Some(p) = lock(&core.procs).remove(&token) {
                             finish(core, p, ExitResult::Error(load_error_text(&err)));
@@ -934,7 +924,6 @@ fn next(
                         continue;
                     }
                 }
-                procs = lock(&core.procs);
             }
             None => out.push_back(LuaValue::Nil),
         }
@@ -960,6 +949,38 @@ fn next(
     }
 }
 
+/// Moves newly admitted processes into the shard's table.
+fn admit_pending(core: &Core) {
+    let admitted: Vec<Admission> = std::mem::take(&mut *lock(&core.admits));
+    if !admitted.is_empty() {
+        let mut procs = lock(&core.procs);
+        for a in admitted {
+            procs.insert(
+                a.pid.slot,
+                LocalProc {
+                    pid: a.pid,
+                    mailbox: a.mailbox,
+                    code: a.code,
+                    init: Some(a.args),
+                    router: TopicRouter::default(),
+                    message_listeners: Vec::new(),
+                    next_listener: 0,
+                    links: a.links,
+                    monitors: a.monitors,
+                    monitoring: Vec::new(),
+                    trap_links: false,
+                    timers: Vec::new(),
+                    next_timer: 0,
+                },
+            );
+        }
+    }
+}
+
+fn procs_mailbox_pending(core: &Core, token: u32) -> bool {
+    lock(&core.procs).get(&token).is_some_and(|p| !p.mailbox.is_empty())
+}
+
 fn load_error_text(err: &mlua::Error) -> String {
     match err {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
@@ -981,7 +1002,8 @@ fn start_thread(
     env_mt: &Table,
     preempt_ptr: PreemptPtr,
     pid: Pid,
-) -> mlua::Result<Table> {
+    out: &mut MultiValue,
+) -> mlua::Result<()> {
     let chunk = load_chunk(lua, core, code)?;
     // SAFETY: the three arguments are pushed in order (body, chunk, env_mt); the closure only
     // uses stack slots it pushed itself and leaves exactly the new thread and the clone on top.
@@ -1011,17 +1033,14 @@ fn start_thread(
             ffi::lua_remove(state, body_idx);
         })?
     };
-    let arg_table = lua.create_table_with_capacity(args.len(), 1)?;
-    for (i, v) in args.iter().enumerate() {
-        arg_table.raw_set(i + 1, value_to_lua(lua, v)?)?;
+    out.push_back(LuaValue::Boolean(true));
+    out.push_back(LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?));
+    out.push_back(LuaValue::String(lua.create_string(&code.entry)?));
+    out.push_back(LuaValue::Thread(co));
+    out.push_back(LuaValue::Function(clone));
+    out.push_back(LuaValue::String(lua.create_string(&code.method)?));
+    for v in args {
+        out.push_back(value_to_lua(lua, v)?);
     }
-    arg_table.raw_set("n", args.len())?;
-    let init = lua.create_table_with_capacity(6, 0)?;
-    init.raw_set(1, core.kernel.render_pid(pid))?;
-    init.raw_set(2, code.entry.as_str())?;
-    init.raw_set(3, co)?;
-    init.raw_set(4, clone)?;
-    init.raw_set(5, code.method.as_str())?;
-    init.raw_set(6, arg_table)?;
-    Ok(init)
+    Ok(())
 }

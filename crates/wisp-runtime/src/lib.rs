@@ -388,20 +388,20 @@ fn lua_code(registry: &Registry, id: &EntryId, path: &mut Vec<EntryId>) -> Resul
 
 /// Where a spawned process goes. By default next to its parent, run before what is already
 /// queued there: parent and child then message each other without crossing workers, and a
-/// spawn tree is walked depth-first, keeping few processes alive. When the parent's shard holds
-/// clearly more live processes than another shard (two random choices, by live count), the
-/// child goes to the lighter one, so other workers find shards to steal.
+/// spawn tree is walked depth-first, keeping few processes alive. When the parent's shard
+/// already has others waiting and the next shard in turn has nothing to run, the child goes
+/// there instead, so idle workers find work to steal (top levels of a tree spread out, deep
+/// levels stay local).
 fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placement {
-    const IMBALANCE: usize = 32;
     let candidate = host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count;
     let (Some(group), Some(shards)) = (parent_group, host.shards.get()) else {
         return Placement { group: candidate, next_to_parent: false };
     };
     let g = group as usize;
-    if g >= shard_count || g == candidate {
-        return Placement { group: candidate, next_to_parent: g == candidate };
+    if g >= shard_count {
+        return Placement { group: candidate, next_to_parent: false };
     }
-    if shards[g].live_processes() > shards[candidate].live_processes() + IMBALANCE {
+    if g != candidate && shards[g].ready_len() > 0 && shards[candidate].ready_len() == 0 {
         Placement { group: candidate, next_to_parent: false }
     } else {
         Placement { group: g, next_to_parent: true }
@@ -527,7 +527,7 @@ impl NodeInner {
 impl Kernel for NodeInner {
     fn render_pid(&self, pid: Pid) -> String {
         match self.host(pid.host) {
-            Some(h) => pid.display(&h.name).to_string(),
+            Some(h) => pid.display(&h.name).to_string_fast(),
             None => pid.display("?").to_string(),
         }
     }
