@@ -41,6 +41,10 @@ pub struct SpawnRequest {
     pub flags: SpawnFlags,
     /// A name to spawn under; if a live process holds it on that host, it is returned instead.
     pub name: Option<String>,
+    /// The context the child's `ctx` module reads.
+    pub context: Option<Arc<Value>>,
+    /// Messages from the parent delivered to the child (new or found by name) right away.
+    pub messages: Vec<(Box<str>, Vec<Value>)>,
 }
 
 /// A process handed to a shard: its PID, its mailbox (already reachable by senders) and its code.
@@ -53,6 +57,7 @@ pub struct Admission {
     pub links: Vec<Pid>,
     /// Processes that monitor the newcomer from birth (a `spawn_monitored` parent).
     pub monitors: Vec<Pid>,
+    pub context: Option<Arc<Value>>,
 }
 
 /// A process that has ended, handed to the runtime to release its names, notify its monitors

@@ -47,7 +47,7 @@ const S_DONE: u8 = 2;
 const MAX_ITEMS_PER_STEP: usize = 64;
 
 /// Modules a process may name in `modules:` and get from `require`.
-const BUILTIN_MODULES: &[&str] = &["time", "io"];
+const BUILTIN_MODULES: &[&str] = &["time", "io", "ctx", "uuid"];
 
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -109,6 +109,8 @@ struct LocalProc {
     monitors: Vec<Pid>,
     monitoring: Vec<Pid>,
     trap_links: bool,
+    /// What `ctx` reads: given by the spawner, inherited by this process's own spawns.
+    context: Option<Arc<Value>>,
     timers: Vec<(u64, TimerId)>,
     next_timer: u64,
 }
@@ -378,25 +380,52 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
         "spawn",
         lua.create_function(
             move |_,
-                  (token, flags, name, entry, host, args): (
+                  (token, flags, opts, entry, host, args): (
                 u32,
                 u8,
-                Option<String>,
+                Option<Table>,
                 String,
                 String,
                 Variadic<LuaValue>,
             )| {
-                let parent = with_proc(&c, token, |p| p.pid)?;
-                let args = args_to_values(&args).map_err(|e| mlua::Error::runtime(format!("process.spawn: {e}")))?;
+                let (parent, parent_context) = with_proc(&c, token, |p| (p.pid, p.context.clone()))?;
+                let fail = |e: String| mlua::Error::runtime(format!("process.spawn: {e}"));
+                let args = args_to_values(&args).map_err(|e| fail(e.to_string()))?;
                 let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
-                let request = SpawnRequest { parent, entry, host, args, flags, name };
+                let mut request = SpawnRequest {
+                    parent,
+                    entry,
+                    host,
+                    args,
+                    flags,
+                    name: None,
+                    context: parent_context,
+                    messages: Vec::new(),
+                };
+                if let Some(opts) = opts {
+                    request.name = opts.get("name")?;
+                    if let Some(context) = opts.get::<Option<Table>>("context")? {
+                        let added = lua_to_value(&LuaValue::Table(context)).map_err(|e| fail(e.to_string()))?;
+                        request.context = Some(Arc::new(merge_context(request.context.as_deref(), added)));
+                    }
+                    if let Some(messages) = opts.get::<Option<Table>>("messages")? {
+                        for m in messages.sequence_values::<Table>() {
+                            let m = m?;
+                            let topic: String = m.get(1)?;
+                            let payloads: Variadic<LuaValue> =
+                                m.get::<Table>(2)?.sequence_values().collect::<mlua::Result<_>>()?;
+                            let payloads = args_to_values(&payloads).map_err(|e| fail(e.to_string()))?;
+                            request.messages.push((topic.into(), payloads));
+                        }
+                    }
+                }
                 match c.kernel.spawn(request) {
                     Ok(child) => {
                         with_proc(&c, token, |p| {
                             if flags.monitor {
                                 p.monitoring.push(child);
                             }
-                            if flags.link {
+                            if flags.link && !p.links.contains(&child) {
                                 p.links.push(child);
                             }
                         })?;
@@ -406,6 +435,28 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 }
             },
         )?,
+    )?;
+
+    let c = core.clone();
+    r.set(
+        "context",
+        lua.create_function(move |lua, token: u32| {
+            let context = with_proc(&c, token, |p| p.context.clone())?;
+            match context {
+                Some(v) => value_to_lua(lua, &v),
+                None => Ok(LuaValue::Table(lua.create_table()?)),
+            }
+        })?,
+    )?;
+    r.set(
+        "uuid",
+        lua.create_function(|_, version: u8| {
+            Ok(match version {
+                7 => uuid::Uuid::now_v7(),
+                _ => uuid::Uuid::new_v4(),
+            }
+            .to_string())
+        })?,
     )?;
 
     let c = core.clone();
@@ -691,6 +742,21 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
     Ok(f)
 }
 
+/// A context table: the parent's keys overlaid with those a spawner added.
+fn merge_context(parent: Option<&Value>, added: Value) -> Value {
+    let (Some(Value::Table(base)), Value::Table(extra)) = (parent, &added) else {
+        return added;
+    };
+    let mut merged = (**base).clone();
+    for (key, value) in &extra.map {
+        match merged.map.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.clone(),
+            None => merged.map.push((key.clone(), value.clone())),
+        }
+    }
+    Value::Table(Box::new(merged))
+}
+
 /// A process's main function returned or raised: its result as a payload or an error text.
 fn ended(core: &Core, token: u32, is_error: bool, value: &LuaValue) {
     let Some(p) = lock(&core.procs).remove(&token) else {
@@ -969,6 +1035,7 @@ fn admit_pending(core: &Core) {
                     monitors: a.monitors,
                     monitoring: Vec::new(),
                     trap_links: false,
+                    context: a.context,
                     timers: Vec::new(),
                     next_timer: 0,
                 },

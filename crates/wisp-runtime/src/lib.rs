@@ -146,7 +146,7 @@ impl Node {
         args: Vec<Value>,
     ) -> Result<(Pid, mpsc::Receiver<ExitResult>), SpawnError> {
         let (tx, rx) = mpsc::channel();
-        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx))?;
+        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx), None)?;
         Ok((pid, rx))
     }
 
@@ -445,7 +445,7 @@ impl NodeInner {
         args: Vec<Value>,
         flags: wisp_lua::SpawnFlags,
     ) -> Result<Pid, SpawnError> {
-        self.spawn_with(parent, entry, host, args, flags, None)
+        self.spawn_with(parent, entry, host, args, flags, None, None)
     }
 
     fn spawn_with(
@@ -456,6 +456,7 @@ impl NodeInner {
         args: Vec<Value>,
         flags: wisp_lua::SpawnFlags,
         watcher: Option<mpsc::Sender<ExitResult>>,
+        context: Option<Arc<Value>>,
     ) -> Result<Pid, SpawnError> {
         let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
         let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
@@ -485,7 +486,7 @@ impl NodeInner {
                     self.lock_watchers().insert(pid, tx);
                 }
                 let mailbox = mailbox.expect("insert always builds the slot");
-                let admission = Admission { pid, mailbox, code: code.clone(), args, links, monitors };
+                let admission = Admission { pid, mailbox, code: code.clone(), args, links, monitors, context };
                 if next_to_parent {
                     shard.admit_next(admission);
                 } else {
@@ -554,8 +555,37 @@ impl Kernel for NodeInner {
     }
 
     fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
-        self.spawn_process(Some(request.parent), &request.entry, &request.host, request.args, request.flags)
-            .map_err(|e| e.to_string())
+        let SpawnRequest { parent, entry, host, args, flags, name, context, messages } = request;
+        let deliver = |to: Pid| {
+            for (topic, payloads) in messages {
+                let _ = self.push(to, Envelope::Message(Message { from: Some(parent), topic, payloads }));
+            }
+        };
+        if let Some(name) = &name {
+            // with_name: a live process holding the name on that host is reused, not duplicated.
+            let on_host = self.host_names.get(host.as_str()).copied();
+            if let Some(existing) = self.names.lookup(name).filter(|p| Some(p.host) == on_host) {
+                if self.slot(existing).is_some() {
+                    if flags.monitor {
+                        let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Monitor });
+                    }
+                    if flags.link {
+                        let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Link });
+                    }
+                    deliver(existing);
+                    return Ok(existing);
+                }
+            }
+        }
+        let pid =
+            self.spawn_with(Some(parent), &entry, &host, args, flags, None, context).map_err(|e| e.to_string())?;
+        if let Some(name) = &name {
+            if let Err(e) = self.register_name(name, pid) {
+                tracing::warn!(pid = %self.render_pid(pid), "spawned without its name: {e}");
+            }
+        }
+        deliver(pid);
+        Ok(pid)
     }
 
     fn exited(&self, exit: ProcessExit) {

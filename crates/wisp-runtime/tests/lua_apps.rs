@@ -140,7 +140,7 @@ fn write_app(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(dir.join(name), source).unwrap();
         let stem = name.strip_suffix(".lua").expect("Lua files end in .lua");
         yaml.push_str(&format!(
-            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time]\n"
+            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid]\n"
         ));
     }
     std::fs::write(dir.join("app.yaml"), yaml).unwrap();
@@ -1152,4 +1152,95 @@ return { main = main }
 fn native_rust_process_answers_lua() {
     let result = run_app_with(NATIVE, Vec::new(), |b| b.native("app:echo", |_args| Box::new(Echo { pings: 0 })));
     check("native_rust_process_answers_lua", result, &ok());
+}
+
+const SPAWNER: &[(&str, &str)] = &[
+    (
+        "case.lua",
+        r#"
+local ctx = require("ctx")
+local uuid = require("uuid")
+local function main()
+	local inbox = process.inbox()
+	local events = process.events()
+
+	-- with_context: the child reads it with ctx; its own spawns inherit it unless overridden.
+	local base = process.with_context({ tenant = "t1", level = 1 })
+	local child = base:with_context({ level = 2 }):spawn_monitored("app:reads_ctx", "app:processes", process.pid())
+	local msg = inbox:receive()
+	assert(msg:topic() == "ctx", msg:topic())
+	local got = msg:payload():data()
+	assert(got.tenant == "t1" and got.level == 2 and got.inherited_tenant == "t1", "context seen by child and grandchild")
+	assert(events:receive().from == child)
+
+	-- with_name + with_message: spawns once, then finds the live process and delivers to it.
+	local named = process.with_name("the-collector"):with_message("hello", 1)
+	local a = named:spawn("app:collector", "app:processes", process.pid())
+	local b = named:with_message("hello", 2):spawn("app:collector", "app:processes", process.pid())
+	assert(a == b, "with_name reuses the live process: " .. tostring(a) .. " " .. tostring(b))
+	assert(process.registry.lookup("the-collector") == a)
+	process.send(a, "report")
+	local report = inbox:receive():payload():data()
+	assert(report == "hello:1,hello:1,hello:2", tostring(report))
+
+	-- spawners are immutable
+	local s1 = process.with_context({ x = 1 })
+	local s2 = s1:with_context({ x = 2 })
+	assert(s1 ~= s2)
+
+	local ok_ctx, no = ctx.get("missing")
+	assert(ok_ctx == nil and type(no) == "string")
+	local id4, id7 = uuid.v4(), uuid.v7()
+	assert(#id4 == 36 and #id7 == 36 and id4 ~= id7)
+	return "ok"
+end
+return { main = main }
+"#,
+    ),
+    (
+        "reads_ctx.lua",
+        r#"
+local ctx = require("ctx")
+local function main(parent)
+	local all = ctx.all()
+	local inherited = process.exec("app:grandchild", "app:processes")
+	all.inherited_tenant = inherited
+	process.send(parent, "ctx", all)
+end
+return { main = main }
+"#,
+    ),
+    (
+        "grandchild.lua",
+        r#"
+local ctx = require("ctx")
+local function main()
+	return (ctx.get("tenant"))
+end
+return { main = main }
+"#,
+    ),
+    (
+        "collector.lua",
+        r#"
+local function main(parent)
+	local seen = {}
+	local inbox = process.inbox()
+	while true do
+		local m = inbox:receive()
+		if m:topic() == "report" then
+			process.send(parent, "report", table.concat(seen, ","))
+			return
+		end
+		seen[#seen + 1] = m:topic() .. ":" .. tostring(m:payload():data())
+	end
+end
+return { main = main }
+"#,
+    ),
+];
+
+lua_cases! {
+    spawner_context_name_and_messages:
+        files SPAWNER, args no_args, expect ok;
 }
