@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
 use wisp_core::{Envelope, Event, ExitResult, Message, Pid, Signal, Value};
@@ -55,13 +55,16 @@ pub struct ShardConfig {
     pub host: String,
     /// Process steps per scheduler slice.
     pub batch: usize,
+    /// Wall time after which a slice ends even if steps are left, so a shard full of busy
+    /// processes hands its worker to other shards at least this often.
+    pub slice: Duration,
     /// Interrupts a coroutine may run before it is preempted.
     pub preempt_budget: u32,
 }
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { host: "host".into(), batch: 256, preempt_budget: 20_000 }
+        ShardConfig { host: "host".into(), batch: 256, slice: Duration::from_micros(500), preempt_budget: 10_000 }
     }
 }
 
@@ -82,7 +85,8 @@ struct Core {
     admits: Mutex<Vec<Admission>>,
     procs: Mutex<HashMap<u32, LocalProc>>,
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
-    steps_left: Mutex<usize>,
+    /// Steps left in this slice, and when the slice must end.
+    steps_left: Mutex<(usize, Instant)>,
     shard: OnceLock<Weak<Shard>>,
     /// Processes admitted and not yet ended; read by placement without taking locks.
     live: AtomicUsize,
@@ -153,7 +157,7 @@ impl Shard {
             admits: Mutex::new(Vec::new()),
             procs: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
-            steps_left: Mutex::new(0),
+            steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
             live: AtomicUsize::new(0),
         });
@@ -220,7 +224,7 @@ impl Task for Shard {
     fn run(self: Arc<Self>) {
         let core = &self.core;
         core.sched.begin_run();
-        *lock(&core.steps_left) = core.config.batch;
+        *lock(&core.steps_left) = (core.config.batch, Instant::now() + core.config.slice);
         {
             let vm = lock(&self.vm);
             if let Some(vm) = vm.as_ref() {
@@ -948,10 +952,10 @@ fn next(
     admit_pending(core);
     {
         let mut left = lock(&core.steps_left);
-        if *left == 0 {
+        if slice_over(left.0, left.1) {
             return Ok(MultiValue::new());
         }
-        *left -= 1;
+        left.0 -= 1;
     }
     loop {
         let Some(token) = lock(&core.ready).pop_front() else {
@@ -1042,6 +1046,11 @@ fn admit_pending(core: &Core) {
             );
         }
     }
+}
+
+/// A slice ends after its steps or its time, whichever comes first.
+fn slice_over(steps_left: usize, deadline: Instant) -> bool {
+    steps_left == 0 || Instant::now() >= deadline
 }
 
 fn procs_mailbox_pending(core: &Core, token: u32) -> bool {
