@@ -43,6 +43,9 @@ pub struct SpawnRequest {
     pub name: Option<String>,
     /// The context the child's `ctx` module reads.
     pub context: Option<Arc<Value>>,
+    /// The actor (`{id, meta}`) and scope (`{policies}`) the child runs as.
+    pub actor: Option<Arc<Value>>,
+    pub scope: Option<Arc<Value>>,
     /// Messages from the parent delivered to the child (new or found by name) right away.
     pub messages: Vec<(Box<str>, Vec<Value>)>,
 }
@@ -58,6 +61,8 @@ pub struct Admission {
     /// Processes that monitor the newcomer from birth (a `spawn_monitored` parent).
     pub monitors: Vec<Pid>,
     pub context: Option<Arc<Value>>,
+    pub actor: Option<Arc<Value>>,
+    pub scope: Option<Arc<Value>>,
 }
 
 /// A process that has ended, handed to the runtime to release its names, notify its monitors

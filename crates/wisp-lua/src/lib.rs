@@ -16,6 +16,7 @@ mod code;
 mod convert;
 mod kernel;
 mod preempt;
+mod security;
 mod shard;
 
 pub use code::{ChunkCache, LuaCode};

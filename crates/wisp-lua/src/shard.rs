@@ -47,7 +47,7 @@ const S_DONE: u8 = 2;
 const MAX_ITEMS_PER_STEP: usize = 64;
 
 /// Modules a process may name in `modules:` and get from `require`.
-const BUILTIN_MODULES: &[&str] = &["time", "io", "ctx", "uuid"];
+const BUILTIN_MODULES: &[&str] = &["time", "io", "ctx", "uuid", "security"];
 
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -115,6 +115,8 @@ struct LocalProc {
     trap_links: bool,
     /// What `ctx` reads: given by the spawner, inherited by this process's own spawns.
     context: Option<Arc<Value>>,
+    actor: Option<Arc<Value>>,
+    scope: Option<Arc<Value>>,
     timers: Vec<(u64, TimerId)>,
     next_timer: u64,
 }
@@ -258,6 +260,9 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let preempt_ptr = PreemptPtr(&*preempt as *const Preempt as usize);
     let r = lua.create_table()?;
     register_callbacks(&lua, &r, core, preempt_ptr)?;
+    // Builtins are never replaced, so calls like `type` and `setmetatable` may take Luau's fast
+    // paths (they are only taken in a "safeenv" environment).
+    lua.globals().set_safeenv(true);
     let prelude: Table = lua.load(PRELUDE).set_name(preempt::RUNTIME_CHUNK).call(r.clone())?;
 
     let globals = lua.globals();
@@ -267,6 +272,10 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     coroutine.set("spawn", prelude.get::<Function>("coroutine_spawn")?)?;
     let make_require: Function = prelude.get("make_require")?;
     globals.set("require", make_require.call::<Function>(lua.create_table()?)?)?;
+    for pair in prelude.get::<Table>("casts")?.pairs::<String, Function>() {
+        let (name, cast) = pair?;
+        globals.set(name, cast)?;
+    }
     let print_fn: Function = prelude.get("print")?;
     globals.set("print", print_fn)?;
     for name in ["getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "collectgarbage"] {
@@ -392,7 +401,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 String,
                 Variadic<LuaValue>,
             )| {
-                let (parent, parent_context) = with_proc(&c, token, |p| (p.pid, p.context.clone()))?;
+                let (parent, parent_context, actor, scope) =
+                    with_proc(&c, token, |p| (p.pid, p.context.clone(), p.actor.clone(), p.scope.clone()))?;
                 let fail = |e: String| mlua::Error::runtime(format!("process.spawn: {e}"));
                 let args = args_to_values(&args).map_err(|e| fail(e.to_string()))?;
                 let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
@@ -405,12 +415,19 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                     name: None,
                     context: parent_context,
                     messages: Vec::new(),
+                    actor,
+                    scope,
                 };
                 if let Some(opts) = opts {
                     request.name = opts.get("name")?;
                     if let Some(context) = opts.get::<Option<Table>>("context")? {
                         let added = lua_to_value(&LuaValue::Table(context)).map_err(|e| fail(e.to_string()))?;
                         request.context = Some(Arc::new(merge_context(request.context.as_deref(), added)));
+                    }
+                    for (field, slot) in [("actor", &mut request.actor), ("scope", &mut request.scope)] {
+                        if let Some(t) = opts.get::<Option<Table>>(field)? {
+                            *slot = Some(Arc::new(lua_to_value(&LuaValue::Table(t)).map_err(|e| fail(e.to_string()))?));
+                        }
                     }
                     if let Some(messages) = opts.get::<Option<Table>>("messages")? {
                         for m in messages.sequence_values::<Table>() {
@@ -450,6 +467,26 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 Some(v) => value_to_lua(lua, &v),
                 None => Ok(LuaValue::Table(lua.create_table()?)),
             }
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "security",
+        lua.create_function(move |lua, token: u32| {
+            let (actor, scope) = with_proc(&c, token, |p| (p.actor.clone(), p.scope.clone()))?;
+            let to_lua = |v: Option<Arc<Value>>| match v {
+                Some(v) => value_to_lua(lua, &v),
+                None => Ok(LuaValue::Nil),
+            };
+            Ok((to_lua(actor)?, to_lua(scope)?))
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "can",
+        lua.create_function(move |_, (token, action, resource): (u32, String, String)| {
+            let (actor, scope) = with_proc(&c, token, |p| (p.actor.clone(), p.scope.clone()))?;
+            Ok(crate::security::can(actor.as_deref(), scope.as_deref(), &action, &resource))
         })?,
     )?;
     r.set(
@@ -1040,6 +1077,8 @@ fn admit_pending(core: &Core) {
                     monitoring: Vec::new(),
                     trap_links: false,
                     context: a.context,
+                    actor: a.actor,
+                    scope: a.scope,
                     timers: Vec::new(),
                     next_timer: 0,
                 },

@@ -146,7 +146,7 @@ impl Node {
         args: Vec<Value>,
     ) -> Result<(Pid, mpsc::Receiver<ExitResult>), SpawnError> {
         let (tx, rx) = mpsc::channel();
-        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx), None)?;
+        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx), Inherited::default())?;
         Ok((pid, rx))
     }
 
@@ -408,6 +408,14 @@ fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placemen
     }
 }
 
+/// What a child takes from its spawner: context, actor and scope.
+#[derive(Default)]
+struct Inherited {
+    context: Option<Arc<Value>>,
+    actor: Option<Arc<Value>>,
+    scope: Option<Arc<Value>>,
+}
+
 struct Placement {
     group: usize,
     next_to_parent: bool,
@@ -445,7 +453,7 @@ impl NodeInner {
         args: Vec<Value>,
         flags: wisp_lua::SpawnFlags,
     ) -> Result<Pid, SpawnError> {
-        self.spawn_with(parent, entry, host, args, flags, None, None)
+        self.spawn_with(parent, entry, host, args, flags, None, Inherited::default())
     }
 
     fn spawn_with(
@@ -456,8 +464,9 @@ impl NodeInner {
         args: Vec<Value>,
         flags: wisp_lua::SpawnFlags,
         watcher: Option<mpsc::Sender<ExitResult>>,
-        context: Option<Arc<Value>>,
+        inherited: Inherited,
     ) -> Result<Pid, SpawnError> {
+        let Inherited { context, actor, scope } = inherited;
         let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
         let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
         let host = self.host(index).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
@@ -486,7 +495,8 @@ impl NodeInner {
                     self.lock_watchers().insert(pid, tx);
                 }
                 let mailbox = mailbox.expect("insert always builds the slot");
-                let admission = Admission { pid, mailbox, code: code.clone(), args, links, monitors, context };
+                let admission =
+                    Admission { pid, mailbox, code: code.clone(), args, links, monitors, context, actor, scope };
                 if next_to_parent {
                     shard.admit_next(admission);
                 } else {
@@ -555,7 +565,7 @@ impl Kernel for NodeInner {
     }
 
     fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
-        let SpawnRequest { parent, entry, host, args, flags, name, context, messages } = request;
+        let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
                 let _ = self.push(to, Envelope::Message(Message { from: Some(parent), topic, payloads }));
@@ -577,8 +587,9 @@ impl Kernel for NodeInner {
                 }
             }
         }
-        let pid =
-            self.spawn_with(Some(parent), &entry, &host, args, flags, None, context).map_err(|e| e.to_string())?;
+        let pid = self
+            .spawn_with(Some(parent), &entry, &host, args, flags, None, Inherited { context, actor, scope })
+            .map_err(|e| e.to_string())?;
         if let Some(name) = &name {
             if let Err(e) = self.register_name(name, pid) {
                 tracing::warn!(pid = %self.render_pid(pid), "spawned without its name: {e}");

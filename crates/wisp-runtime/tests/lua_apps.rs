@@ -140,7 +140,7 @@ fn write_app(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(dir.join(name), source).unwrap();
         let stem = name.strip_suffix(".lua").expect("Lua files end in .lua");
         yaml.push_str(&format!(
-            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid]\n"
+            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid, security]\n"
         ));
     }
     std::fs::write(dir.join("app.yaml"), yaml).unwrap();
@@ -1243,4 +1243,66 @@ return { main = main }
 lua_cases! {
     spawner_context_name_and_messages:
         files SPAWNER, args no_args, expect ok;
+}
+
+const WIPPY_EXTRAS: &[(&str, &str)] = &[
+    (
+        "case.lua",
+        r#"
+local time = require("time")
+local security = require("security")
+local function main()
+	-- type casts
+	assert(string("x") == "x" and string(5) == "5")
+	assert(integer("7") == 7 and number("2.5") == 2.5 and boolean(true) == true)
+	assert(not pcall(integer, 2.5) and not pcall(boolean, "yes") and not pcall(string, {}))
+	-- select default carries ok = true
+	local r = channel.select({ channel.new(0):case_receive(), default = true })
+	assert(r.default == true and r.ok == true)
+	-- duration constants in nanoseconds
+	assert(time.MILLISECOND == 1e6 and time.SECOND == 1e9)
+	time.sleep(2 * time.MILLISECOND)
+	-- actors and scopes pass to children and are inherited by theirs
+	assert(security.actor() == nil)
+	local actor = security.new_actor("user-1", { role = "admin" })
+	local scope = security.new_scope({ { id = "p", actions = { "data.*" }, resources = { "*" }, effect = "allow" } })
+	local got = process.with_actor(actor):with_scope(scope):spawn_monitored("app:who", "app:processes", process.pid())
+	local seen = process.inbox():receive():payload():data()
+	assert(seen.id == "user-1" and seen.role == "admin" and seen.grandchild == "user-1", "actor seen")
+	assert(seen.can_read == true and seen.can_write == false, "scope judged")
+	assert(process.events():receive().from == got)
+	return "ok"
+end
+return { main = main }
+"#,
+    ),
+    (
+        "who.lua",
+        r#"
+local security = require("security")
+local function main(parent)
+	local a = security.actor()
+	process.send(parent, "who", {
+		id = a:id(),
+		role = a:meta().role,
+		grandchild = process.exec("app:who_inner", "app:processes"),
+		can_read = security.can("data.read", "x"),
+		can_write = security.can("admin.write", "x"),
+	})
+end
+return { main = main }
+"#,
+    ),
+    (
+        "who_inner.lua",
+        r#"
+local security = require("security")
+return { main = function() return security.actor():id() end }
+"#,
+    ),
+];
+
+lua_cases! {
+    casts_select_default_durations_and_security:
+        files WIPPY_EXTRAS, args no_args, expect ok;
 }
