@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
+use mlua::{Function, Lua, LuaString, MultiValue, Table, Thread, Value as LuaValue, Variadic};
 use wisp_core::{Envelope, Event, ExitResult, Message, Pid, Signal, Value};
 use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
@@ -292,13 +292,14 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     preempt::install(&lua)?;
 
     let next_core = core.clone();
+    let strings = Mutex::new(RecentStrings::default());
     r.set(
         "next",
         lua.create_function(move |lua, (prev, status, is_error, value): (i64, u8, bool, LuaValue)| {
             if status == S_DONE && prev >= 0 {
                 ended(&next_core, prev as u32, is_error, &value);
             }
-            next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr)
+            next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr, &mut lock(&strings))
         })?,
     )?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt })
@@ -863,7 +864,45 @@ fn payload_to_lua(lua: &Lua, payloads: &[Value]) -> mlua::Result<(bool, LuaValue
 
 /// Turns one envelope into the four values of a driver item, or applies it here (signals).
 /// Returns `None` when nothing goes to Lua, and `Some(K_KILL ...)` to end the process.
-fn item(lua: &Lua, core: &Core, p: &mut LocalProc, envelope: Envelope) -> mlua::Result<Option<[LuaValue; 4]>> {
+/// The last sender PID and topic turned into Lua strings: a stream of messages usually repeats
+/// both, and rendering them anew costs more than the rest of the hand-over.
+#[derive(Default)]
+struct RecentStrings {
+    pid: Option<(Pid, LuaString)>,
+    topic: Option<(Box<str>, LuaString)>,
+}
+
+impl RecentStrings {
+    fn pid(&mut self, lua: &Lua, core: &Core, pid: Pid) -> mlua::Result<LuaString> {
+        if let Some((p, s)) = &self.pid {
+            if *p == pid {
+                return Ok(s.clone());
+            }
+        }
+        let s = lua.create_string(core.kernel.render_pid(pid))?;
+        self.pid = Some((pid, s.clone()));
+        Ok(s)
+    }
+
+    fn topic(&mut self, lua: &Lua, topic: &str) -> mlua::Result<LuaString> {
+        if let Some((t, s)) = &self.topic {
+            if &**t == topic {
+                return Ok(s.clone());
+            }
+        }
+        let s = lua.create_string(topic)?;
+        self.topic = Some((topic.into(), s.clone()));
+        Ok(s)
+    }
+}
+
+fn item(
+    lua: &Lua,
+    core: &Core,
+    p: &mut LocalProc,
+    envelope: Envelope,
+    strings: &mut RecentStrings,
+) -> mlua::Result<Option<[LuaValue; 4]>> {
     let nil = LuaValue::Nil;
     let kill = |text: String| -> mlua::Result<Option<[LuaValue; 4]>> {
         Ok(Some([
@@ -876,14 +915,14 @@ fn item(lua: &Lua, core: &Core, p: &mut LocalProc, envelope: Envelope) -> mlua::
     Ok(match envelope {
         Envelope::Message(m) => {
             let from = match m.from {
-                Some(pid) => LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?),
+                Some(pid) => LuaValue::String(strings.pid(lua, core, pid)?),
                 None => LuaValue::String(lua.create_string("")?),
             };
             let (multi, payload) = payload_to_lua(lua, &m.payloads)?;
             match p.router.route(&m.topic) {
                 Route::Inbox => Some([
                     LuaValue::Integer(if multi { K_MESSAGE_MULTI } else { K_MESSAGE } as i64),
-                    LuaValue::String(lua.create_string(&*m.topic)?),
+                    LuaValue::String(strings.topic(lua, &m.topic)?),
                     from,
                     payload,
                 ]),
@@ -970,6 +1009,7 @@ fn next(
     body: &Function,
     env_mt: &Table,
     preempt_ptr: PreemptPtr,
+    strings: &mut RecentStrings,
 ) -> mlua::Result<MultiValue> {
     if prev >= 0 {
         let prev = prev as u32;
@@ -1040,7 +1080,7 @@ fn next(
         let mailbox = p.mailbox.clone();
         for _ in 0..MAX_ITEMS_PER_STEP {
             let Some(envelope) = mailbox.pop() else { break };
-            if let Some(values) = item(lua, core, p, envelope)? {
+            if let Some(values) = item(lua, core, p, envelope, strings)? {
                 let killed = matches!(values[0], LuaValue::Integer(k) if k == K_KILL as i64);
                 out.extend(values);
                 if killed {
