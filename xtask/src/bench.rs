@@ -253,36 +253,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 rows.push(row);
             }
             "spawn" => {
-                let n = scale(100_000);
-                let hold = "500".to_string();
-                let label = format!("spawn {n}");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "spawn", &[n.to_string(), hold], &["BASE", "MEASURE"])?;
-                let rss = match (w.marks.iter().find(|m| m.0 == "BASE"), w.marks.iter().find(|m| m.0 == "MEASURE")) {
-                    (Some(b), Some(m)) if w.ok() => Cell::Value((m.1 as f64 - b.1 as f64) * 1024.0 / n as f64),
-                    _ => Cell::Missing("no sample".into()),
-                };
-                let mut t = Row {
-                    bench: label.clone(),
-                    metric: "us/spawn",
-                    goal: "<= 2",
-                    wisp: wisp_cell(&w, "spawn", "us_per_spawn"),
-                    peers: BTreeMap::new(),
-                };
-                let mut m = Row {
-                    bench: label.clone(),
-                    metric: "RSS B/proc",
-                    goal: "<= 1536",
-                    wisp: rss,
-                    peers: BTreeMap::new(),
-                };
-                for lang in PEERS {
-                    let p = cx.run_peer(lang, &label, &["spawn".into(), n.to_string()])?;
-                    t.peers.insert(lang, peer_cell(&p, |l| num_before(l, "us/spawn")));
-                    m.peers.insert(lang, peer_cell(&p, |l| num_after(l, "RSS ")));
+                // Idle memory is asked for at 100k and at 1M processes.
+                for n in [scale(100_000), scale(1_000_000)] {
+                    let hold = "500".to_string();
+                    let label = format!("spawn {n}");
+                    sizes.push(label.clone());
+                    let w = cx.run_wisp(&label, workers, "spawn", &[n.to_string(), hold], &["BASE", "MEASURE"])?;
+                    let rss = match (w.marks.iter().find(|m| m.0 == "BASE"), w.marks.iter().find(|m| m.0 == "MEASURE"))
+                    {
+                        (Some(b), Some(m)) if w.ok() => Cell::Value((m.1 as f64 - b.1 as f64) * 1024.0 / n as f64),
+                        _ => Cell::Missing("no sample".into()),
+                    };
+                    let mut t = Row {
+                        bench: label.clone(),
+                        metric: "us/spawn",
+                        goal: "<= 2",
+                        wisp: wisp_cell(&w, "spawn", "us_per_spawn"),
+                        peers: BTreeMap::new(),
+                    };
+                    let mut m = Row {
+                        bench: label.clone(),
+                        metric: "RSS B/proc",
+                        goal: "<= 1536",
+                        wisp: rss,
+                        peers: BTreeMap::new(),
+                    };
+                    for lang in PEERS {
+                        let p = cx.run_peer(lang, &label, &["spawn".into(), n.to_string()])?;
+                        t.peers.insert(lang, peer_cell(&p, |l| num_before(l, "us/spawn")));
+                        m.peers.insert(lang, peer_cell(&p, |l| num_after(l, "RSS ")));
+                    }
+                    rows.push(t);
+                    rows.push(m);
                 }
-                rows.push(t);
-                rows.push(m);
             }
             "ring" => {
                 let total = scale(1_000_000);
