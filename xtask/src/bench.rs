@@ -480,7 +480,8 @@ fn document(table: &str, workers: usize, args: &BenchArgs, sizes: &[String]) -> 
     d.push_str("(`wisp --workers N exec --dir benches/lua bench:<name> ARGS`); the peers are `../shared/peers/run.sh erlang|go` on the same sizes in the same run.\n");
     d.push_str("Per-operation figures are what each program measures around its own loop (Lua: `os.clock()`); ratios are wisp / peer, so below 1 means Wisp is faster or smaller.\n");
     d.push_str("Idle-process memory for Wisp is the growth of the whole `wisp` process's VmRSS between a `BASE` and a `MEASURE` marker, divided by N (sampled by xtask from /proc);\n");
-    d.push_str("the peers report their own RSS growth the same way. Absolute times drift on shared machines: compare ratios within one run.\n\n");
+    d.push_str("the peers report their own RSS growth the same way. Absolute times drift on shared machines: compare ratios within one run.\n");
+    d.push_str("What the profiles show behind these figures, and what would close each gap, is in [performance.md](performance.md).\n\n");
     d.push_str("## Machine\n\n");
     let _ = writeln!(d, "- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
     let _ = writeln!(d, "- uname: `{}`", command_output("uname", &["-a"]));

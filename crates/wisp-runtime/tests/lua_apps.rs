@@ -1306,3 +1306,148 @@ lua_cases! {
     casts_select_default_durations_and_security:
         files WIPPY_EXTRAS, args no_args, expect ok;
 }
+
+// ---------------------------------------------------------------------------
+// One row of the process semantics per case: each `case.lua` runs on the process host and
+// returns "ok" when the row holds.
+// ---------------------------------------------------------------------------
+
+macro_rules! semantics_rows {
+    ($($name:ident: $source:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let files: &[(&str, &str)] = &[("case.lua", $source), ("helpers.lua", SEMANTICS_HELPERS)];
+                check(stringify!($name), run_app(files, no_args()), &ok());
+            }
+        )*
+    };
+}
+
+/// Small processes the rows spawn.
+const SEMANTICS_HELPERS: &str = r#"
+local time = require("time")
+local modes = {}
+-- Waits for a CANCEL and returns its reason.
+function modes.cancellable()
+	local ev = process.events():receive()
+	return ev.kind == process.event.CANCEL and ev.reason or ("got " .. tostring(ev.kind))
+end
+-- Waits for "go", then fails.
+function modes.fail_on_go()
+	process.inbox():receive()
+	error("failing on request")
+end
+-- Links to a failing child without trapping: dies of it.
+function modes.link_to_failing()
+	process.spawn_linked("app:fails", "app:processes")
+	process.events():receive()
+	return "survived"
+end
+function modes.nil_err()
+	return nil, "bad input"
+end
+function modes.false_err()
+	return false, "refused"
+end
+-- Starts a coroutine that waits forever, then returns: the process still ends normally.
+function modes.leaves_coroutine()
+	local ch = channel.new()
+	coroutine.spawn(function()
+		ch:receive()
+	end)
+	return "main done"
+end
+local function main(mode: string)
+	return modes[mode]()
+end
+return { main = main }
+"#;
+
+semantics_rows! {
+    cancel_delivers_its_reason: r#"
+local function main()
+	local child = process.spawn_monitored("app:helpers", "app:processes", "cancellable")
+	assert(process.cancel(child, "shutting down") == true)
+	local ev = process.events():receive()
+	assert(ev.kind == process.event.EXIT and ev.result.value == "shutting down", tostring(ev.result.value))
+	return "ok"
+end
+return { main = main }
+"#;
+    no_exit_after_unmonitor: r#"
+local time = require("time")
+local function main()
+	local child = process.spawn("app:sleeper", "app:processes")
+	assert(process.monitor(child) == true)
+	assert(process.unmonitor(child) == true)
+	assert(process.terminate(child) == true)
+	local r = channel.select({ process.events():case_receive(), time.after("100ms"):case_receive() })
+	assert(r.channel ~= process.events(), "late EXIT after unmonitor")
+	return "ok"
+end
+return { main = main }
+"#;
+    no_link_down_after_unlink: r#"
+local time = require("time")
+local function main()
+	process.set_options({ trap_links = true })
+	local child = process.spawn_linked("app:helpers", "app:processes", "fail_on_go")
+	assert(process.unlink(child) == true)
+	process.send(child, "go")
+	local r = channel.select({ process.events():case_receive(), time.after("100ms"):case_receive() })
+	assert(r.channel ~= process.events(), "late LINK_DOWN after unlink")
+	return "ok"
+end
+return { main = main }
+"#;
+    return_nil_or_false_with_error_is_an_error_exit: r#"
+local function main()
+	local v, err = process.exec("app:helpers", "app:processes", "nil_err")
+	assert(v == nil and err == "bad input", tostring(err))
+	v, err = process.exec("app:helpers", "app:processes", "false_err")
+	assert(v == nil and err == "refused", tostring(err))
+	return "ok"
+end
+return { main = main }
+"#;
+    coroutines_end_when_main_returns: r#"
+local function main()
+	local v, err = process.exec("app:helpers", "app:processes", "leaves_coroutine")
+	assert(v == "main done", tostring(err))
+	return "ok"
+end
+return { main = main }
+"#;
+    unknown_options_are_refused: r#"
+local function main()
+	local ok, err = pcall(process.set_options, { trap_links = true, nope = 1 })
+	assert(not ok and string.find(tostring(err), "unknown option", 1, true), tostring(err))
+	local ok2 = pcall(process.set_options, { trap_links = "yes" })
+	assert(not ok2, "trap_links must be a boolean")
+	assert(process.get_options().trap_links == false, "a refused call changes nothing")
+	return "ok"
+end
+return { main = main }
+"#;
+    linking_a_dead_process_fails: r#"
+local function main()
+	local child = process.spawn_monitored("app:returns", "app:processes", 1)
+	assert(process.events():receive().from == child)
+	local ok, err = process.link(child)
+	assert(ok == nil and type(err) == "string", "link to a dead process")
+	return "ok"
+end
+return { main = main }
+"#;
+    linked_error_exit_kills_untrapped_peer_with_its_pid: r#"
+local function main()
+	local parent = process.spawn_monitored("app:helpers", "app:processes", "link_to_failing")
+	local ev = process.events():receive()
+	assert(ev.from == parent)
+	assert(string.match(ev.result.error, "^linked process failed: {app:processes|0x%x+}$"), ev.result.error)
+	return "ok"
+end
+return { main = main }
+"#;
+}
