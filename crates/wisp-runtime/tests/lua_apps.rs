@@ -1,7 +1,7 @@
 //! What a Lua program sees, tested by Lua programs run on the runtime.
 //!
 //! Every case writes a small app folder (one YAML registry plus Lua files), loads it with
-//! `Registry::load_dir`, builds a [`Node`] and runs `app:main` on the terminal host. Each Lua file
+//! `Registry::load_dir`, builds a node (`common/mod.rs`) and runs `app:main` on the terminal host. Each Lua file
 //! `x.lua` becomes the entry `app:x` (with `modules: [time]`); `app:processes` is a process host
 //! with two workers. A set of small helper programs (`pong`, `returns`, `fails`, `sleeper`,
 //! `busy`) is part of every app, and the default `main.lua` runs `app:case` on the process host
@@ -10,35 +10,19 @@
 //! Lua checks its own expectations with `assert` and returns a value; Rust checks the value or a
 //! fragment of the error. Nothing sleeps: the harness waits on the exit with a generous timeout.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
+use common::App;
 use wisp_core::{Envelope, ExitResult, Value};
-use wisp_registry::Registry;
-use wisp_runtime::{Context, Node, NodeBuilder, Process, Step, TerminalIo};
+use wisp_runtime::{Context, NodeBuilder, Process, Step};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
-
-/// Terminal output captured in memory.
-#[derive(Default)]
-struct Capture {
-    out: Mutex<Vec<u8>>,
-}
-
-impl TerminalIo for Capture {
-    fn write(&self, bytes: &[u8]) {
-        self.out.lock().unwrap().extend_from_slice(bytes);
-    }
-    fn flush(&self) {}
-    fn read_line(&self) -> Option<String> {
-        None
-    }
-}
 
 /// How the entry must end.
 enum Expect {
@@ -127,49 +111,13 @@ return { main = main }
     ),
 ];
 
-fn write_app(dir: &Path, files: &[(&str, &str)]) {
-    let mut yaml = String::from(
-        "version: \"1.0\"\nnamespace: app\n\nentries:\n  - name: processes\n    kind: process.host\n    host:\n      workers: 2\n\n  - name: terminal\n    kind: terminal.host\n",
-    );
-    let mut all: Vec<(&str, &str)> = COMMON.to_vec();
-    for (name, source) in files {
-        all.retain(|(n, _)| n != name);
-        all.push((name, source));
-    }
-    for (name, source) in &all {
-        std::fs::write(dir.join(name), source).unwrap();
-        let stem = name.strip_suffix(".lua").expect("Lua files end in .lua");
-        yaml.push_str(&format!(
-            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid, security]\n"
-        ));
-    }
-    std::fs::write(dir.join("app.yaml"), yaml).unwrap();
-}
-
 /// Runs `app:main` of an app made of `files` (plus [`COMMON`]) and returns how it ended.
 fn run_app_with(
     files: &[(&str, &str)],
     args: Vec<Value>,
     customize: impl FnOnce(NodeBuilder) -> NodeBuilder,
 ) -> ExitResult {
-    let dir = tempfile::tempdir().unwrap();
-    write_app(dir.path(), files);
-    let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
-    let io = Arc::new(Capture::default());
-    let builder = Node::builder().registry(registry).terminal(io.clone()).default_workers(2);
-    let node = customize(builder).build().expect("node builds");
-    let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
-    assert_eq!(host, "app:terminal");
-    let (_, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
-    let result = done
-        .recv_timeout(TIMEOUT)
-        .unwrap_or_else(|e| panic!("app:main did not end within {TIMEOUT:?} ({e}); terminal output:\n{}", output(&io)));
-    node.shutdown();
-    result
-}
-
-fn output(io: &Capture) -> String {
-    String::from_utf8_lossy(&io.out.lock().unwrap()).into_owned()
+    App { common: COMMON, files }.run_with(args, TIMEOUT, customize)
 }
 
 fn run_app(files: &[(&str, &str)], args: Vec<Value>) -> ExitResult {

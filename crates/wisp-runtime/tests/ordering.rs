@@ -4,43 +4,22 @@
 //! in the order sent, nothing is lost while both are alive, a send to a dead PID is `nil, err`,
 //! and a monitor's EXIT comes after everything the process sent before it ended.
 //!
-//! The harness is the one of `lua_apps.rs` (copied, not shared): each case writes an app folder
-//! (one YAML registry plus Lua files), builds a [`Node`] and runs `app:main` on the terminal host;
-//! the default `main.lua` runs `app:case` on `app:processes` (a process host with two workers).
+//! The harness is `common/mod.rs`: each case writes an app folder (one YAML registry plus Lua
+//! files), builds a node and runs `app:main` on the terminal host; the default `main.lua` runs
+//! `app:case` on `app:processes` (a process host with two workers).
 //! Lua checks what it can with `assert` and returns a summary string that Rust compares.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::App;
 use proptest::prelude::*;
 use wisp_core::{ExitResult, Value};
-use wisp_registry::Registry;
-use wisp_runtime::{Node, TerminalIo};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The 8 x 100,000 case runs unoptimized Luau in debug builds.
 const HEAVY_TIMEOUT: Duration = Duration::from_secs(300);
-
-// ---------------------------------------------------------------------------
-// Harness (copied from lua_apps.rs)
-// ---------------------------------------------------------------------------
-
-/// Terminal output captured in memory.
-#[derive(Default)]
-struct Capture {
-    out: Mutex<Vec<u8>>,
-}
-
-impl TerminalIo for Capture {
-    fn write(&self, bytes: &[u8]) {
-        self.out.lock().unwrap().extend_from_slice(bytes);
-    }
-    fn flush(&self) {}
-    fn read_line(&self) -> Option<String> {
-        None
-    }
-}
 
 /// Programs present in every app of this file.
 const COMMON: &[(&str, &str)] = &[
@@ -135,50 +114,14 @@ end
 return { main = main }
 "#;
 
-fn write_app(dir: &Path, files: &[(&str, &str)]) {
-    let mut yaml = String::from(
-        "version: \"1.0\"\nnamespace: app\n\nentries:\n  - name: processes\n    kind: process.host\n    host:\n      workers: 2\n\n  - name: terminal\n    kind: terminal.host\n",
-    );
-    let mut all: Vec<(&str, &str)> = COMMON.to_vec();
-    for (name, source) in files {
-        all.retain(|(n, _)| n != name);
-        all.push((name, source));
-    }
-    for (name, source) in &all {
-        std::fs::write(dir.join(name), source).unwrap();
-        let stem = name.strip_suffix(".lua").expect("Lua files end in .lua");
-        yaml.push_str(&format!(
-            "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time]\n"
-        ));
-    }
-    std::fs::write(dir.join("app.yaml"), yaml).unwrap();
-}
-
-/// Runs `app:main` of an app made of `files` (plus [`COMMON`]) on a fresh node.
 fn run_app_timeout(files: &[(&str, &str)], args: Vec<Value>, timeout: Duration) -> ExitResult {
-    let dir = tempfile::tempdir().unwrap();
-    write_app(dir.path(), files);
-    let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
-    let io = Arc::new(Capture::default());
-    let node = Node::builder().registry(registry).terminal(io.clone()).default_workers(2).build().expect("node builds");
-    let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
-    let (_, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
-    let result = done
-        .recv_timeout(timeout)
-        .unwrap_or_else(|e| panic!("app:main did not end within {timeout:?} ({e}); terminal output:\n{}", output(&io)));
-    node.shutdown();
-    result
+    App { common: COMMON, files }.run(args, timeout)
 }
 
 fn run_app(files: &[(&str, &str)], args: Vec<Value>) -> ExitResult {
     run_app_timeout(files, args, TIMEOUT)
 }
 
-fn output(io: &Capture) -> String {
-    String::from_utf8_lossy(&io.out.lock().unwrap()).into_owned()
-}
-
-/// The string value an app returned; panics with the error otherwise.
 fn text(name: &str, result: ExitResult) -> String {
     match result {
         ExitResult::Value(Value::Str(s)) => String::from_utf8_lossy(&s).into_owned(),
