@@ -490,6 +490,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
             Ok(crate::security::can(actor.as_deref(), scope.as_deref(), &action, &resource))
         })?,
     )?;
+    let c = core.clone();
+    r.set("entry", lua.create_function(move |_, token: u32| with_proc(&c, token, |p| p.code.entry.clone()))?)?;
     r.set(
         "uuid",
         lua.create_function(|_, version: u8| {
@@ -1190,7 +1192,6 @@ fn start_thread(
     };
     out.push_back(LuaValue::Boolean(true));
     out.push_back(LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?));
-    out.push_back(LuaValue::String(lua.create_string(&code.entry)?));
     out.push_back(LuaValue::Thread(co));
     out.push_back(LuaValue::Function(clone));
     out.push_back(LuaValue::String(lua.create_string(&code.method)?));
