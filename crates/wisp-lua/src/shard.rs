@@ -344,7 +344,7 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
         }
         other => return Err(mlua::Error::runtime(format!("expected a duration, got {}", other.type_name()))),
     };
-    if !(nanos > 0.0) || !nanos.is_finite() {
+    if nanos.is_nan() || nanos <= 0.0 || nanos.is_infinite() {
         return Err(mlua::Error::runtime("duration must be positive"));
     }
     Ok(Duration::from_nanos(nanos as u64))

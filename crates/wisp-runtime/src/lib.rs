@@ -146,7 +146,8 @@ impl Node {
         args: Vec<Value>,
     ) -> Result<(Pid, mpsc::Receiver<ExitResult>), SpawnError> {
         let (tx, rx) = mpsc::channel();
-        let pid = self.inner.spawn_with(None, entry, host, args, Default::default(), Some(tx), Inherited::default())?;
+        let birth = Birth { watcher: Some(tx), ..Birth::default() };
+        let pid = self.inner.spawn_with(entry, host, args, birth)?;
         Ok((pid, rx))
     }
 
@@ -408,6 +409,16 @@ fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placemen
     }
 }
 
+/// How a process comes to be: who spawned it (none for the runtime), how it is tied to its
+/// parent, who waits for its end from Rust, and what it inherits.
+#[derive(Default)]
+struct Birth {
+    parent: Option<Pid>,
+    flags: wisp_lua::SpawnFlags,
+    watcher: Option<mpsc::Sender<ExitResult>>,
+    inherited: Inherited,
+}
+
 /// What a child takes from its spawner: context, actor and scope.
 #[derive(Default)]
 struct Inherited {
@@ -453,20 +464,11 @@ impl NodeInner {
         args: Vec<Value>,
         flags: wisp_lua::SpawnFlags,
     ) -> Result<Pid, SpawnError> {
-        self.spawn_with(parent, entry, host, args, flags, None, Inherited::default())
+        self.spawn_with(entry, host, args, Birth { parent, flags, ..Birth::default() })
     }
 
-    fn spawn_with(
-        &self,
-        parent: Option<Pid>,
-        entry: &str,
-        host_name: &str,
-        args: Vec<Value>,
-        flags: wisp_lua::SpawnFlags,
-        watcher: Option<mpsc::Sender<ExitResult>>,
-        inherited: Inherited,
-    ) -> Result<Pid, SpawnError> {
-        let Inherited { context, actor, scope } = inherited;
+    fn spawn_with(&self, entry: &str, host_name: &str, args: Vec<Value>, birth: Birth) -> Result<Pid, SpawnError> {
+        let Birth { parent, flags, watcher, inherited: Inherited { context, actor, scope } } = birth;
         let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
         let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
         let host = self.host(index).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
@@ -588,7 +590,12 @@ impl Kernel for NodeInner {
             }
         }
         let pid = self
-            .spawn_with(Some(parent), &entry, &host, args, flags, None, Inherited { context, actor, scope })
+            .spawn_with(
+                &entry,
+                &host,
+                args,
+                Birth { parent: Some(parent), flags, watcher: None, inherited: Inherited { context, actor, scope } },
+            )
             .map_err(|e| e.to_string())?;
         if let Some(name) = &name {
             if let Err(e) = self.register_name(name, pid) {

@@ -101,6 +101,8 @@ impl Wake for NativeWaker {
 }
 
 impl NativeTask {
+    // One call site, which has every part at hand; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         pid: Pid,
         mailbox: Arc<Mailbox<Envelope>>,

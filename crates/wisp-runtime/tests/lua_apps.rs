@@ -415,7 +415,7 @@ fn bad_lua_ends_only_its_process_with_file_and_line() {
     for (file, source, fragments) in cases {
         let entry = format!("app:{}", file.strip_suffix(".lua").unwrap());
         let list = Value::Table(Box::new(wisp_core::Table {
-            array: fragments.iter().map(|f| Value::str(f)).collect(),
+            array: fragments.iter().map(Value::str).collect(),
             map: Vec::new(),
         }));
         let result = run_app(&[("main.lua", BAD_MAIN), (file, source)], vec![Value::str(&entry), list]);
