@@ -127,3 +127,88 @@ mod tests {
         assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
     }
 }
+
+/// Copies the Lua value at stack index `idx` (absolute) into a payload, through the raw API:
+/// for the hottest callbacks, which run as plain C functions (see `shard::raw_send`).
+///
+/// # Safety
+/// `state` must be a live Lua state and `idx` a valid absolute stack index. No Lua code runs
+/// (only raw accesses), so nothing can yield or raise except on memory exhaustion.
+pub(crate) unsafe fn raw_to_value(
+    state: *mut mlua::ffi::lua_State,
+    idx: std::os::raw::c_int,
+    path: &mut Vec<*const std::ffi::c_void>,
+) -> Result<Value, ValueError> {
+    use mlua::ffi;
+    Ok(match ffi::lua_type(state, idx) {
+        ffi::LUA_TNIL => Value::Nil,
+        ffi::LUA_TBOOLEAN => Value::Bool(ffi::lua_toboolean(state, idx) != 0),
+        ffi::LUA_TNUMBER => Value::Number(ffi::lua_tonumber(state, idx)),
+        ffi::LUA_TSTRING => Value::Str(raw_bytes(state, idx).into()),
+        ffi::LUA_TTABLE => Value::Table(Box::new(raw_table(state, idx, path)?)),
+        ffi::LUA_TFUNCTION => return Err(ValueError::Unsupported("function")),
+        ffi::LUA_TTHREAD => return Err(ValueError::Unsupported("thread")),
+        _ => return Err(ValueError::Unsupported("userdata")),
+    })
+}
+
+/// The bytes of the string at `idx`.
+///
+/// # Safety
+/// The value at `idx` must be a string; the slice lives as long as it stays on the stack.
+pub(crate) unsafe fn raw_bytes<'a>(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let ptr = mlua::ffi::lua_tolstring(state, idx, &mut len);
+    if ptr.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(ptr as *const u8, len)
+}
+
+unsafe fn raw_table(
+    state: *mut mlua::ffi::lua_State,
+    idx: std::os::raw::c_int,
+    path: &mut Vec<*const std::ffi::c_void>,
+) -> Result<Table, ValueError> {
+    use mlua::ffi;
+    let ptr = ffi::lua_topointer(state, idx);
+    if path.contains(&ptr) {
+        return Err(ValueError::Cycle);
+    }
+    if path.len() >= MAX_DEPTH || ffi::lua_checkstack(state, 3) == 0 {
+        return Err(ValueError::TooDeep(MAX_DEPTH));
+    }
+    path.push(ptr);
+    let len = ffi::lua_objlen(state, idx);
+    let mut out = Table { array: Vec::with_capacity(len), map: Vec::new() };
+    for i in 1..=len {
+        ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
+        let v = raw_to_value(state, ffi::lua_gettop(state), path);
+        ffi::lua_pop(state, 1);
+        out.array.push(v?);
+    }
+    ffi::lua_pushnil(state);
+    while ffi::lua_next(state, idx) != 0 {
+        let key_idx = ffi::lua_gettop(state) - 1;
+        let key = match ffi::lua_type(state, key_idx) {
+            ffi::LUA_TNUMBER => {
+                let n = ffi::lua_tonumber(state, key_idx);
+                if n.fract() == 0.0 && n >= 1.0 && (n as usize) <= len {
+                    ffi::lua_pop(state, 1);
+                    continue;
+                }
+                Key::Number(n)
+            }
+            ffi::LUA_TBOOLEAN => Key::Bool(ffi::lua_toboolean(state, key_idx) != 0),
+            ffi::LUA_TSTRING => Key::Str(raw_bytes(state, key_idx).into()),
+            ffi::LUA_TTABLE => return Err(ValueError::BadKey("table")),
+            ffi::LUA_TFUNCTION => return Err(ValueError::BadKey("function")),
+            _ => return Err(ValueError::BadKey("userdata")),
+        };
+        let v = raw_to_value(state, key_idx + 1, path);
+        ffi::lua_pop(state, 1);
+        out.map.push((key, v?));
+    }
+    path.pop();
+    Ok(out)
+}

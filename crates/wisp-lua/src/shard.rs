@@ -14,6 +14,7 @@
 //! process's token (its PID slot), which queues the token here and schedules the shard.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::raw::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,6 +99,8 @@ struct Vm {
     drive: Function,
     _lua: Lua,
     _preempt: Box<Preempt>,
+    /// Raw callbacks point at the Core: it must outlive the VM.
+    _core: Arc<Core>,
 }
 
 /// The Rust side of one process of this shard.
@@ -302,7 +305,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
             next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr, &mut lock(&strings))
         })?,
     )?;
-    Ok(Vm { drive, _lua: lua, _preempt: preempt })
+    Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
 }
 
 /// Looks up the running process; Lua always passes its token.
@@ -351,43 +354,16 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
 }
 
 fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
-    let c = core.clone();
-    r.set(
-        "send",
-        lua.create_function(
-            move |_, (token, dest, topic, payloads): (u32, LuaValue, LuaValue, Variadic<LuaValue>)| {
-                let from = with_proc(&c, token, |p| p.pid)?;
-                let topic = match &topic {
-                    LuaValue::String(s) => s.to_str()?.to_string(),
-                    other => {
-                        return Err(mlua::Error::runtime(format!(
-                            "process.send: topic must be a string, got {}",
-                            other.type_name()
-                        )))
-                    }
-                };
-                if topic.starts_with('@') {
-                    return Err(mlua::Error::runtime(format!("process.send: topic `{topic}` is reserved")));
-                }
-                let payloads =
-                    args_to_values(&payloads).map_err(|e| mlua::Error::runtime(format!("process.send: {e}")))?;
-                let dest = match &dest {
-                    LuaValue::String(s) => s.to_str()?.to_string(),
-                    other => {
-                        return Err(mlua::Error::runtime(format!(
-                            "process.send: destination must be a PID or a name, got {}",
-                            other.type_name()
-                        )))
-                    }
-                };
-                let message = Message { from: Some(from), topic: topic.into(), payloads };
-                Ok(match c.kernel.send(from, parse_dest(&c, &dest), message) {
-                    Ok(()) => (Some(true), None),
-                    Err(e) => (None, Some(e.to_string())),
-                })
-            },
-        )?,
-    )?;
+    // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
+    // SAFETY: the upvalue points at this shard's Core, which outlives the VM (the Vm holds an Arc).
+    let send: Function = unsafe {
+        let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
+        lua.exec_raw((), move |state| {
+            mlua::ffi::lua_pushlightuserdata(state, core_ptr);
+            mlua::ffi::lua_pushcclosured(state, raw_send, c"send".as_ptr(), 1);
+        })?
+    };
+    r.set("send", send)?;
 
     let c = core.clone();
     r.set(
@@ -784,6 +760,85 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
     let f = lua.load(&bytecode[..]).set_name(format!("={}", code.chunk_name)).into_function()?;
     loaded.insert(code.entry.clone(), (code.source.clone(), f.clone()));
     Ok(f)
+}
+
+/// What a raw callback answers: `true`, or `nil, err` (a failure the program handles).
+enum Reply {
+    True,
+    NilErr(String),
+}
+
+/// Ends a raw callback: pushes its results, or raises its error. Raising happens only after
+/// every Rust value of the call is gone, because the raise unwinds through this frame.
+///
+/// # Safety
+/// To be called last in a `lua_CFunction`, with nothing owning heap memory still alive.
+unsafe fn complete(state: *mut mlua::ffi::lua_State, outcome: std::thread::Result<Result<Reply, String>>) -> c_int {
+    use mlua::ffi;
+    let raise = match outcome {
+        Ok(Ok(Reply::True)) => {
+            ffi::lua_pushboolean(state, 1);
+            return 1;
+        }
+        Ok(Ok(Reply::NilErr(err))) => {
+            ffi::lua_pushnil(state);
+            ffi::lua_pushlstring(state, err.as_ptr() as *const _, err.len());
+            return 2;
+        }
+        Ok(Err(raise)) => raise,
+        Err(_) => "internal error in the runtime (a bug): the call was abandoned".to_string(),
+    };
+    ffi::lua_pushlstring(state, raise.as_ptr() as *const _, raise.len());
+    drop(raise);
+    ffi::lua_error(state)
+}
+
+/// `R.send(token, dest, topic, ...)` as a raw C function: reads its arguments straight off the
+/// stack and copies the payloads with the raw API, without mlua's per-call wrapping.
+unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int {
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send_from_stack(state, core)));
+    complete(state, outcome)
+}
+
+unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
+    use mlua::ffi;
+    let top = ffi::lua_gettop(state);
+    let string_at = |idx: c_int, what: &str| -> Result<&str, String> {
+        if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
+            return Err(format!("process.send: {what}, got {}", type_name(state, idx)));
+        }
+        std::str::from_utf8(crate::convert::raw_bytes(state, idx))
+            .map_err(|_| format!("process.send: {what}, got bytes that are not UTF-8"))
+    };
+    let token = ffi::lua_tonumber(state, 1) as u32;
+    let dest = string_at(2, "destination must be a PID or a name")?;
+    let topic = string_at(3, "topic must be a string")?;
+    if topic.starts_with('@') {
+        return Err(format!("process.send: topic `{topic}` is reserved"));
+    }
+    let mut payloads = Vec::with_capacity((top - 3).max(0) as usize);
+    let mut path = Vec::new();
+    for idx in 4..=top {
+        let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
+        payloads.push(value);
+    }
+    let from = with_proc(core, token, |p| p.pid).map_err(|e| e.to_string())?;
+    let message = Message { from: Some(from), topic: topic.into(), payloads };
+    Ok(match core.kernel.send(from, parse_dest(core, dest), message) {
+        Ok(()) => Reply::True,
+        Err(e) => Reply::NilErr(e.to_string()),
+    })
+}
+
+/// The Lua type name of the value at `idx`, for error messages.
+unsafe fn type_name(state: *mut mlua::ffi::lua_State, idx: c_int) -> String {
+    let name = mlua::ffi::lua_typename(state, mlua::ffi::lua_type(state, idx));
+    if name.is_null() {
+        return "no value".into();
+    }
+    std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
 }
 
 /// A context table: the parent's keys overlaid with those a spawner added.
