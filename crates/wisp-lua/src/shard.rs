@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlua::{Function, Lua, LuaString, MultiValue, Table, Thread, Value as LuaValue, Variadic};
-use wisp_core::{Envelope, Event, ExitResult, Message, Pid, Signal, Value};
+use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
+use wisp_core::{Envelope, Event, ExitResult, Key, Message, Pid, Signal, Value};
 use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
 
@@ -294,15 +294,41 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     env_mt.set_readonly(true);
     preempt::install(&lua)?;
 
-    let next_core = core.clone();
-    let strings = Mutex::new(RecentStrings::default());
+    // SAFETY: as for `send` above: the upvalue points at the Core, which outlives the VM.
+    let next: Function = unsafe {
+        let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
+        lua.exec_raw((), move |state| {
+            mlua::ffi::lua_pushlightuserdata(state, core_ptr);
+            mlua::ffi::lua_pushcclosured(state, raw_next, c"next".as_ptr(), 1);
+        })?
+    };
+    r.set("next", next)?;
+    let init_core = core.clone();
     r.set(
-        "next",
-        lua.create_function(move |lua, (prev, status, is_error, value): (i64, u8, bool, LuaValue)| {
-            if status == S_DONE && prev >= 0 {
-                ended(&next_core, prev as u32, is_error, &value);
+        "init",
+        lua.create_function(move |lua, token: u32| {
+            let core = &init_core;
+            let taken =
+                lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), p.pid, args)));
+            let Some((code, pid, args)) = taken else {
+                return Ok(MultiValue::new());
+            };
+            let mut out = MultiValue::new();
+            match start_thread(lua, core, &code, &args, &body, &env_mt, preempt_ptr, pid, &mut out) {
+                Ok(()) => {
+                    // Its mailbox is drained from its next step on.
+                    if procs_mailbox_pending(core, token) {
+                        lock(&core.ready).push_back(token);
+                    }
+                    Ok(out)
+                }
+                Err(err) => {
+                    if let Some(p) = lock(&core.procs).remove(&token) {
+                        finish(core, p, ExitResult::Error(load_error_text(&err)));
+                    }
+                    Ok(MultiValue::new())
+                }
             }
-            next(lua, &next_core, prev, status, &body, &env_mt, preempt_ptr, &mut lock(&strings))
         })?,
     )?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
@@ -856,23 +882,6 @@ fn merge_context(parent: Option<&Value>, added: Value) -> Value {
     Value::Table(Box::new(merged))
 }
 
-/// A process's main function returned or raised: its result as a payload or an error text.
-fn ended(core: &Core, token: u32, is_error: bool, value: &LuaValue) {
-    let Some(p) = lock(&core.procs).remove(&token) else {
-        return;
-    };
-    let result = if is_error {
-        let text = match value {
-            LuaValue::String(s) => s.to_string_lossy(),
-            other => other.to_string().unwrap_or_else(|_| format!("{other:?}")),
-        };
-        ExitResult::Error(text)
-    } else {
-        ExitResult::Value(lua_to_value(value).unwrap_or_else(|e| Value::from(e.to_string())))
-    };
-    finish(core, p, result);
-}
-
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 fn finish(core: &Core, p: LocalProc, result: ExitResult) {
     core.live.fetch_sub(1, Ordering::Relaxed);
@@ -883,194 +892,282 @@ fn finish(core: &Core, p: LocalProc, result: ExitResult) {
     core.kernel.exited(ProcessExit { pid: p.pid, result, links: p.links, monitors: p.monitors, leftover });
 }
 
-fn event_table(lua: &Lua, core: &Core, event: &Event) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set("kind", event.kind().as_str())?;
-    t.set("at", now_seconds())?;
+/// Pushes a payload as a fresh Lua value owned by the receiving process.
+///
+/// # Safety
+/// `state` must be a live Lua state with room for two more values per level of `value`
+/// (checked here); no Lua code runs.
+unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
+    use mlua::ffi;
+    match value {
+        Value::Nil => ffi::lua_pushnil(state),
+        Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
+        Value::Number(n) => ffi::lua_pushnumber(state, *n),
+        Value::Str(s) => {
+            ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
+        }
+        Value::Table(t) => {
+            if ffi::lua_checkstack(state, 3) == 0 {
+                return Err("payload too deep to rebuild".into());
+            }
+            ffi::lua_createtable(state, t.array.len() as c_int, t.map.len() as c_int);
+            for (i, v) in t.array.iter().enumerate() {
+                push_value(state, v)?;
+                ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+            }
+            for (k, v) in &t.map {
+                match k {
+                    Key::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
+                    Key::Number(n) => ffi::lua_pushnumber(state, *n),
+                    Key::Str(s) => {
+                        ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
+                    }
+                }
+                push_value(state, v)?;
+                ffi::lua_rawset(state, -3);
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
+    mlua::ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
+}
+
+/// Sets `t[key] = <top of stack>` on the table just below the top.
+unsafe fn set_field(state: *mut mlua::ffi::lua_State, key: &str) {
+    push_str(state, key);
+    mlua::ffi::lua_insert(state, -2);
+    mlua::ffi::lua_rawset(state, -3);
+}
+
+/// Pushes an event as the table a Lua program sees on `events()`.
+unsafe fn push_event(state: *mut mlua::ffi::lua_State, core: &Core, event: &Event) -> Result<(), String> {
+    use mlua::ffi;
+    ffi::lua_createtable(state, 0, 4);
+    push_str(state, event.kind().as_str());
+    set_field(state, "kind");
+    ffi::lua_pushnumber(state, now_seconds());
+    set_field(state, "at");
     match event {
         Event::Exit { from, result } | Event::LinkDown { from, result } => {
-            t.set("from", core.kernel.render_pid(*from))?;
-            let r = lua.create_table()?;
+            push_str(state, &core.kernel.render_pid(*from));
+            set_field(state, "from");
+            ffi::lua_createtable(state, 0, 1);
             match result {
-                ExitResult::Value(v) => r.set("value", value_to_lua(lua, v)?)?,
-                ExitResult::Error(e) => r.set("error", e.as_str())?,
+                ExitResult::Value(v) => {
+                    push_value(state, v)?;
+                    set_field(state, "value");
+                }
+                ExitResult::Error(e) => {
+                    push_str(state, e);
+                    set_field(state, "error");
+                }
             }
-            t.set("result", r)?;
+            set_field(state, "result");
         }
         Event::Cancel { from, reason } => {
-            t.set("from", from.map(|p| core.kernel.render_pid(p)).unwrap_or_default())?;
-            t.set("reason", value_to_lua(lua, reason)?)?;
+            push_str(state, &from.map(|p| core.kernel.render_pid(p)).unwrap_or_default());
+            set_field(state, "from");
+            push_value(state, reason)?;
+            set_field(state, "reason");
         }
     }
-    Ok(t)
+    Ok(())
 }
 
-fn payload_to_lua(lua: &Lua, payloads: &[Value]) -> mlua::Result<(bool, LuaValue)> {
+/// Pushes the payloads of a message: one value, or an array when there are several.
+/// Returns whether it was several.
+unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &[Value]) -> Result<bool, String> {
     match payloads {
-        [] => Ok((false, LuaValue::Nil)),
-        [one] => Ok((false, value_to_lua(lua, one)?)),
+        [] => {
+            mlua::ffi::lua_pushnil(state);
+            Ok(false)
+        }
+        [one] => {
+            push_value(state, one)?;
+            Ok(false)
+        }
         many => {
-            let t = lua.create_table_with_capacity(many.len(), 0)?;
+            mlua::ffi::lua_createtable(state, many.len() as c_int, 0);
             for (i, v) in many.iter().enumerate() {
-                t.raw_set(i + 1, value_to_lua(lua, v)?)?;
+                push_value(state, v)?;
+                mlua::ffi::lua_rawseti(state, -2, (i + 1) as mlua::ffi::lua_Integer);
             }
-            Ok((true, LuaValue::Table(t)))
+            Ok(true)
         }
     }
 }
 
-/// Turns one envelope into the four values of a driver item, or applies it here (signals).
-/// Returns `None` when nothing goes to Lua, and `Some(K_KILL ...)` to end the process.
-/// The last sender PID and topic turned into Lua strings: a stream of messages usually repeats
-/// both, and rendering them anew costs more than the rest of the hand-over.
-#[derive(Default)]
-struct RecentStrings {
-    pid: Option<(Pid, LuaString)>,
-    topic: Option<(Box<str>, LuaString)>,
+/// How one envelope ends up: four values pushed for the driver, nothing (applied here), or a
+/// kill (four values pushed, and the step stops there).
+enum Pushed {
+    Item,
+    Nothing,
+    Kill,
 }
 
-impl RecentStrings {
-    fn pid(&mut self, lua: &Lua, core: &Core, pid: Pid) -> mlua::Result<LuaString> {
-        if let Some((p, s)) = &self.pid {
-            if *p == pid {
-                return Ok(s.clone());
-            }
-        }
-        let s = lua.create_string(core.kernel.render_pid(pid))?;
-        self.pid = Some((pid, s.clone()));
-        Ok(s)
-    }
-
-    fn topic(&mut self, lua: &Lua, topic: &str) -> mlua::Result<LuaString> {
-        if let Some((t, s)) = &self.topic {
-            if &**t == topic {
-                return Ok(s.clone());
-            }
-        }
-        let s = lua.create_string(topic)?;
-        self.topic = Some((topic.into(), s.clone()));
-        Ok(s)
-    }
-}
-
-fn item(
-    lua: &Lua,
+/// Turns one envelope into the four values of a driver item on the stack, or applies it here.
+unsafe fn push_item(
+    state: *mut mlua::ffi::lua_State,
     core: &Core,
     p: &mut LocalProc,
     envelope: Envelope,
-    strings: &mut RecentStrings,
-) -> mlua::Result<Option<[LuaValue; 4]>> {
-    let nil = LuaValue::Nil;
-    let kill = |text: String| -> mlua::Result<Option<[LuaValue; 4]>> {
-        Ok(Some([
-            LuaValue::Integer(K_KILL as i64),
-            LuaValue::String(lua.create_string(text)?),
-            LuaValue::Nil,
-            LuaValue::Nil,
-        ]))
+) -> Result<Pushed, String> {
+    use mlua::ffi;
+    let kind = |k: u8| ffi::lua_pushnumber(state, k as f64);
+    let kill = |text: &str| {
+        kind(K_KILL);
+        push_str(state, text);
+        ffi::lua_pushnil(state);
+        ffi::lua_pushnil(state);
+        Pushed::Kill
     };
     Ok(match envelope {
         Envelope::Message(m) => {
-            let from = match m.from {
-                Some(pid) => LuaValue::String(strings.pid(lua, core, pid)?),
-                None => LuaValue::String(lua.create_string("")?),
-            };
-            let (multi, payload) = payload_to_lua(lua, &m.payloads)?;
+            let from = m.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
             match p.router.route(&m.topic) {
-                Route::Inbox => Some([
-                    LuaValue::Integer(if multi { K_MESSAGE_MULTI } else { K_MESSAGE } as i64),
-                    LuaValue::String(strings.topic(lua, &m.topic)?),
-                    from,
-                    payload,
-                ]),
+                Route::Inbox => {
+                    let at = ffi::lua_gettop(state);
+                    kind(K_MESSAGE);
+                    push_str(state, &m.topic);
+                    push_str(state, &from);
+                    if push_payloads(state, &m.payloads)? {
+                        ffi::lua_pushnumber(state, K_MESSAGE_MULTI as f64);
+                        ffi::lua_replace(state, at + 1);
+                    }
+                }
                 Route::Listener(ListenerId(id)) => {
                     if p.message_listeners.contains(&id) {
-                        let id = if multi { -(id as i64) } else { id as i64 };
-                        Some([LuaValue::Integer(K_LISTENER_MESSAGE as i64), LuaValue::Integer(id), from, payload])
+                        kind(K_LISTENER_MESSAGE);
+                        let at = ffi::lua_gettop(state);
+                        ffi::lua_pushnumber(state, id as f64);
+                        push_str(state, &from);
+                        if push_payloads(state, &m.payloads)? {
+                            // a negative listener id marks several payloads
+                            ffi::lua_pushnumber(state, -(id as f64));
+                            ffi::lua_replace(state, at + 1);
+                        }
                     } else {
-                        Some([LuaValue::Integer(K_LISTENER as i64), LuaValue::Integer(id as i64), nil, payload])
+                        kind(K_LISTENER);
+                        ffi::lua_pushnumber(state, id as f64);
+                        ffi::lua_pushnil(state);
+                        push_payloads(state, &m.payloads)?;
                     }
                 }
             }
+            Pushed::Item
         }
         Envelope::Event(event) => {
             match &event {
                 Event::Exit { from, .. } => {
                     if !remove_pid(&mut p.monitoring, *from) {
-                        return Ok(None);
+                        return Ok(Pushed::Nothing);
                     }
                 }
                 Event::LinkDown { from, .. } => {
                     if !remove_pid(&mut p.links, *from) {
-                        return Ok(None);
+                        return Ok(Pushed::Nothing);
                     }
                     if !p.trap_links {
-                        return kill(format!("linked process failed: {}", core.kernel.render_pid(*from)));
+                        return Ok(kill(&format!("linked process failed: {}", core.kernel.render_pid(*from))));
                     }
                 }
                 Event::Cancel { .. } => {}
             }
-            Some([
-                LuaValue::Integer(K_EVENT as i64),
-                nil.clone(),
-                nil,
-                LuaValue::Table(event_table(lua, core, &event)?),
-            ])
+            kind(K_EVENT);
+            ffi::lua_pushnil(state);
+            ffi::lua_pushnil(state);
+            push_event(state, core, &event)?;
+            Pushed::Item
         }
         Envelope::Signal { from, signal } => match signal {
             Signal::Link => {
                 if !p.links.contains(&from) {
                     p.links.push(from);
                 }
-                None
+                Pushed::Nothing
             }
             Signal::Unlink => {
                 remove_pid(&mut p.links, from);
-                None
+                Pushed::Nothing
             }
             Signal::Monitor => {
                 p.monitors.push(from);
-                None
+                Pushed::Nothing
             }
             Signal::Demonitor => {
                 remove_pid(&mut p.monitors, from);
-                None
+                Pushed::Nothing
             }
-            Signal::Terminate => return kill("terminated".into()),
+            Signal::Terminate => kill("terminated"),
             Signal::Cancel(reason) => {
-                let event = Event::Cancel { from: Some(from), reason };
-                Some([
-                    LuaValue::Integer(K_EVENT as i64),
-                    nil.clone(),
-                    nil,
-                    LuaValue::Table(event_table(lua, core, &event)?),
-                ])
+                kind(K_EVENT);
+                ffi::lua_pushnil(state);
+                ffi::lua_pushnil(state);
+                push_event(state, core, &Event::Cancel { from: Some(from), reason })?;
+                Pushed::Item
             }
         },
         Envelope::Timer(id) => {
             let Some(i) = p.timers.iter().position(|(t, _)| *t == id) else {
-                return Ok(None);
+                return Ok(Pushed::Nothing);
             };
             p.timers.swap_remove(i);
-            Some([LuaValue::Integer(K_TIMER as i64), LuaValue::Number(id as f64), nil, LuaValue::Number(now_seconds())])
+            kind(K_TIMER);
+            ffi::lua_pushnumber(state, id as f64);
+            ffi::lua_pushnil(state);
+            ffi::lua_pushnumber(state, now_seconds());
+            Pushed::Item
         }
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn next(
-    lua: &Lua,
-    core: &Core,
-    prev: i64,
-    status: u8,
-    body: &Function,
-    env_mt: &Table,
-    preempt_ptr: PreemptPtr,
-    strings: &mut RecentStrings,
-) -> mlua::Result<MultiValue> {
+/// `R.next(prev, status, is_error, value)` as a raw C function (see the module docs for the
+/// protocol). Returns nothing when the slice is over; `token, true` for a process to start
+/// (the driver then asks `R.init`); otherwise `token, nil` and four values per item.
+unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int {
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next_onto_stack(state, core)));
+    match outcome {
+        Ok(Ok(results)) => results,
+        Ok(Err(raise)) => complete(state, Ok(Err(raise))),
+        Err(panic) => complete(state, Err(panic)),
+    }
+}
+
+/// An ended process's result, read from the stack at `idx`.
+unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int) -> ExitResult {
+    use mlua::ffi;
+    if !is_error {
+        let mut path = Vec::new();
+        return ExitResult::Value(
+            crate::convert::raw_to_value(state, idx, &mut path).unwrap_or_else(|e| Value::from(e.to_string())),
+        );
+    }
+    if ffi::lua_type(state, idx) == ffi::LUA_TSTRING {
+        return ExitResult::Error(String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned());
+    }
+    ExitResult::Error(format!("error object is a {}", type_name(state, idx)))
+}
+
+unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<c_int, String> {
+    use mlua::ffi;
+    let prev = ffi::lua_tonumber(state, 1) as i64;
+    let status = ffi::lua_tonumber(state, 2) as u8;
     if prev >= 0 {
         let prev = prev as u32;
         match status {
+            S_DONE => {
+                let is_error = ffi::lua_toboolean(state, 3) != 0;
+                let result = result_at(state, is_error, 4);
+                let ended = lock(&core.procs).remove(&prev);
+                if let Some(p) = ended {
+                    finish(core, p, result);
+                }
+            }
             S_WAITING => {
                 let mailbox = lock(&core.procs).get(&prev).map(|p| p.mailbox.clone());
                 if let Some(mailbox) = mailbox {
@@ -1087,13 +1184,16 @@ fn next(
     {
         let mut left = lock(&core.steps_left);
         if slice_over(left.0, left.1) {
-            return Ok(MultiValue::new());
+            return Ok(0);
         }
         left.0 -= 1;
     }
+    if ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
+        return Err("out of Lua stack".into());
+    }
     loop {
         let Some(token) = lock(&core.ready).pop_front() else {
-            return Ok(MultiValue::new());
+            return Ok(0);
         };
         let mut procs = lock(&core.procs);
         if !procs.contains_key(&token) {
@@ -1106,50 +1206,25 @@ fn next(
         let Some(p) = procs.get_mut(&token) else {
             continue; // a wake-up for a process that already ended
         };
-        let mut out = MultiValue::new();
-        out.push_back(LuaValue::Integer(token as i64));
-        match p.init.take() {
-            Some(args) => {
-                let code = p.code.clone();
-                let pid = p.pid;
-                drop(procs);
-                match start_thread(lua, core, &code, &args, body, env_mt, preempt_ptr, pid, &mut out) {
-                    Ok(()) => {
-                        // Its mailbox is drained from its next step on.
-                        if procs_mailbox_pending(core, token) {
-                            lock(&core.ready).push_back(token);
-                        }
-                        return Ok(out);
-                    }
-                    Err(err) => {
-                        if let Some(p) = lock(&core.procs).remove(&token) {
-                            finish(core, p, ExitResult::Error(load_error_text(&err)));
-                        }
-                        continue;
-                    }
-                }
-            }
-            None => out.push_back(LuaValue::Nil),
+        ffi::lua_pushnumber(state, token as f64);
+        if p.init.is_some() {
+            ffi::lua_pushboolean(state, 1);
+            return Ok(2);
         }
-        let Some(p) = procs.get_mut(&token) else {
-            continue;
-        };
+        ffi::lua_pushnil(state);
+        let base = ffi::lua_gettop(state);
         let mailbox = p.mailbox.clone();
         for _ in 0..MAX_ITEMS_PER_STEP {
             let Some(envelope) = mailbox.pop() else { break };
-            if let Some(values) = item(lua, core, p, envelope, strings)? {
-                let killed = matches!(values[0], LuaValue::Integer(k) if k == K_KILL as i64);
-                out.extend(values);
-                if killed {
-                    break;
-                }
+            if let Pushed::Kill = push_item(state, core, p, envelope)? {
+                break;
             }
         }
         if !mailbox.is_empty() {
             // More than one step's worth: come back after the others.
             lock(&core.ready).push_back(token);
         }
-        return Ok(out);
+        return Ok(ffi::lua_gettop(state) - base + 2);
     }
 }
 
@@ -1245,7 +1320,6 @@ fn start_thread(
             ffi::lua_remove(state, body_idx);
         })?
     };
-    out.push_back(LuaValue::Boolean(true));
     out.push_back(LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?));
     out.push_back(LuaValue::Thread(co));
     out.push_back(LuaValue::Function(clone));
