@@ -81,53 +81,6 @@ pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips_nested_tables() {
-        let lua = Lua::new();
-        let v: LuaValue = lua.load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#).eval().unwrap();
-        let copied = lua_to_value(&v).unwrap();
-        let back = value_to_lua(&lua, &copied).unwrap();
-        assert_eq!(lua_to_value(&back).unwrap(), copied);
-        let Value::Table(t) = copied else { panic!("not a table") };
-        assert_eq!(t.array.len(), 4);
-        assert_eq!(t.map.len(), 1);
-    }
-
-    #[test]
-    fn refuses_what_cannot_be_copied() {
-        let lua = Lua::new();
-        let cases = [
-            ("return function() end", ValueError::Unsupported("function")),
-            ("local t = {} t.self = t return t", ValueError::Cycle),
-            ("return {f = print}", ValueError::Unsupported("function")),
-            ("return {[{}] = 1}", ValueError::BadKey("table")),
-            ("return coroutine.create(print)", ValueError::Unsupported("thread")),
-        ];
-        for (src, want) in cases {
-            let v: LuaValue = lua.load(src).eval().unwrap();
-            assert_eq!(lua_to_value(&v), Err(want), "{src}");
-        }
-    }
-
-    #[test]
-    fn shared_subtables_are_copied_not_refused() {
-        let lua = Lua::new();
-        let v: LuaValue = lua.load("local s = {1} return {s, s}").eval().unwrap();
-        assert!(lua_to_value(&v).is_ok());
-    }
-
-    #[test]
-    fn refuses_deep_nesting() {
-        let lua = Lua::new();
-        let v: LuaValue = lua.load("local t = {} for i = 1, 100 do t = {t} end return t").eval().unwrap();
-        assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
-    }
-}
-
 /// Copies the Lua value at stack index `idx` (absolute) into a payload, through the raw API:
 /// for the hottest callbacks, which run as plain C functions (see `shard::raw_send`).
 ///
@@ -211,4 +164,99 @@ unsafe fn raw_table(
     }
     path.pop();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_nested_tables() {
+        let lua = Lua::new();
+        let v: LuaValue = lua.load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#).eval().unwrap();
+        let copied = lua_to_value(&v).unwrap();
+        let back = value_to_lua(&lua, &copied).unwrap();
+        assert_eq!(lua_to_value(&back).unwrap(), copied);
+        let Value::Table(t) = copied else { panic!("not a table") };
+        assert_eq!(t.array.len(), 4);
+        assert_eq!(t.map.len(), 1);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_copied() {
+        let lua = Lua::new();
+        let cases = [
+            ("return function() end", ValueError::Unsupported("function")),
+            ("local t = {} t.self = t return t", ValueError::Cycle),
+            ("return {f = print}", ValueError::Unsupported("function")),
+            ("return {[{}] = 1}", ValueError::BadKey("table")),
+            ("return coroutine.create(print)", ValueError::Unsupported("thread")),
+        ];
+        for (src, want) in cases {
+            let v: LuaValue = lua.load(src).eval().unwrap();
+            assert_eq!(lua_to_value(&v), Err(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn shared_subtables_are_copied_not_refused() {
+        let lua = Lua::new();
+        let v: LuaValue = lua.load("local s = {1} return {s, s}").eval().unwrap();
+        assert!(lua_to_value(&v).is_ok());
+    }
+
+    #[test]
+    fn refuses_deep_nesting() {
+        let lua = Lua::new();
+        let v: LuaValue = lua.load("local t = {} for i = 1, 100 do t = {t} end return t").eval().unwrap();
+        assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
+    }
+
+    /// The raw copy (used by `send`) and the mlua copy agree, refusals included.
+    #[test]
+    fn raw_copy_matches_the_mlua_copy() {
+        let lua = Lua::new();
+        let sources = [
+            "return 1",
+            "return 'text'",
+            "return {1, 2, 'x', {a = true, [10] = 5}, name = 'n'}",
+            "return {[1.5] = 1, [true] = 'yes', {}, {{}}}",
+            "return function() end",
+            "local t = {} t.self = t return t",
+            "return {[{}] = 1}",
+            "local t = {} for i = 1, 100 do t = {t} end return t",
+        ];
+        for src in sources {
+            let v: LuaValue = lua.load(src).eval().unwrap();
+            let by_mlua = lua_to_value(&v);
+            // SAFETY: the one argument is at stack index 1 of the protected call.
+            let by_raw = unsafe {
+                let mut out = None;
+                lua.exec_raw::<()>(v, |state| {
+                    let mut path = Vec::new();
+                    out = Some(raw_to_value(state, 1, &mut path));
+                })
+                .unwrap();
+                out.unwrap()
+            };
+            match (&by_mlua, &by_raw) {
+                (Ok(a), Ok(b)) => assert_eq!(normalized(a), normalized(b), "{src}"),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{src}"),
+                _ => panic!("{src}: mlua {by_mlua:?}, raw {by_raw:?}"),
+            }
+        }
+    }
+
+    /// Map parts compared regardless of traversal order.
+    fn normalized(v: &Value) -> String {
+        match v {
+            Value::Table(t) => {
+                let mut map: Vec<String> = t.map.iter().map(|(k, v)| format!("{k:?}={}", normalized(v))).collect();
+                map.sort();
+                let array: Vec<String> = t.array.iter().map(normalized).collect();
+                format!("[{}|{}]", array.join(","), map.join(","))
+            }
+            other => format!("{other:?}"),
+        }
+    }
 }
