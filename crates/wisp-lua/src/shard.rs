@@ -266,7 +266,9 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     // Builtins are never replaced, so calls like `type` and `setmetatable` may take Luau's fast
     // paths (they are only taken in a "safeenv" environment).
     lua.globals().set_safeenv(true);
-    let prelude: Table = lua.load(PRELUDE).set_name(preempt::RUNTIME_CHUNK).call(r.clone())?;
+    // Compiled once per runtime, like every chunk.
+    let prelude_code = core.chunks.bytecode(&Arc::from(PRELUDE));
+    let prelude: Table = lua.load(&prelude_code[..]).set_name(preempt::RUNTIME_CHUNK).call(r.clone())?;
 
     let globals = lua.globals();
     globals.set("process", prelude.get::<Table>("process")?)?;
