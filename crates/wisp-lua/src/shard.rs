@@ -296,15 +296,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     env_mt.set_readonly(true);
     preempt::install(&lua)?;
 
-    // SAFETY: as for `send` above: the upvalue points at the Core, which outlives the VM.
-    let next: Function = unsafe {
-        let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
-        lua.exec_raw((), move |state| {
-            mlua::ffi::lua_pushlightuserdata(state, core_ptr);
-            mlua::ffi::lua_pushcclosured(state, raw_next, c"next".as_ptr(), 1);
-        })?
-    };
-    r.set("next", next)?;
+    r.set("next", raw_callback(&lua, core, raw_next, c"next")?)?;
     let init_core = core.clone();
     r.set(
         "init",
@@ -383,15 +375,7 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
 
 fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
-    // SAFETY: the upvalue points at this shard's Core, which outlives the VM (the Vm holds an Arc).
-    let send: Function = unsafe {
-        let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
-        lua.exec_raw((), move |state| {
-            mlua::ffi::lua_pushlightuserdata(state, core_ptr);
-            mlua::ffi::lua_pushcclosured(state, raw_send, c"send".as_ptr(), 1);
-        })?
-    };
-    r.set("send", send)?;
+    r.set("send", raw_callback(lua, core, raw_send, c"send")?)?;
 
     let c = core.clone();
     r.set(
@@ -788,6 +772,24 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
     let f = lua.load(&bytecode[..]).set_name(format!("={}", code.chunk_name)).into_function()?;
     loaded.insert(code.entry.clone(), (code.source.clone(), f.clone()));
     Ok(f)
+}
+
+/// A raw C callback of this shard: `f` finds the shard's Core in its first upvalue.
+fn raw_callback(
+    lua: &Lua,
+    core: &Arc<Core>,
+    f: mlua::ffi::lua_CFunction,
+    name: &'static std::ffi::CStr,
+) -> mlua::Result<Function> {
+    let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
+    // SAFETY: pushes a light userdata and a C closure capturing it; the Core outlives the VM
+    // (the Vm holds an Arc of it), so the pointer is valid whenever the closure runs.
+    unsafe {
+        lua.exec_raw((), move |state| {
+            mlua::ffi::lua_pushlightuserdata(state, core_ptr);
+            mlua::ffi::lua_pushcclosured(state, f, name.as_ptr(), 1);
+        })
+    }
 }
 
 /// What a raw callback answers: `true`, or `nil, err` (a failure the program handles).

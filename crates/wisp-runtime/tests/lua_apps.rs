@@ -41,16 +41,7 @@ fn ok() -> Expect {
 
 /// Helper programs present in every app.
 const COMMON: &[(&str, &str)] = &[
-    (
-        "main.lua",
-        r#"
--- Default entry: runs app:case on the process host and returns its value (or fails with its error).
-local function main(...)
-	return process.exec("app:case", "app:processes", ...)
-end
-return { main = main }
-"#,
-    ),
+    ("main.lua", common::DEFAULT_MAIN),
     (
         "pong.lua",
         r#"

@@ -23,16 +23,7 @@ const HEAVY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Programs present in every app of this file.
 const COMMON: &[(&str, &str)] = &[
-    (
-        "main.lua",
-        r#"
--- Default entry: runs app:case on the process host and returns its value (or fails with its error).
-local function main(...)
-	return process.exec("app:case", "app:processes", ...)
-end
-return { main = main }
-"#,
-    ),
+    ("main.lua", common::DEFAULT_MAIN),
     (
         "seq_sender.lua",
         r#"

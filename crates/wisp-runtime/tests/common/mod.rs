@@ -13,6 +13,15 @@ use wisp_core::{ExitResult, Value};
 use wisp_registry::Registry;
 use wisp_runtime::{Node, NodeBuilder, TerminalIo};
 
+/// The default entry of an app: runs `app:case` on the process host and returns its value (or
+/// fails with its error).
+pub const DEFAULT_MAIN: &str = r#"
+local function main(...)
+	return process.exec("app:case", "app:processes", ...)
+end
+return { main = main }
+"#;
+
 /// Terminal output captured in memory.
 #[derive(Default)]
 pub struct Capture {
