@@ -233,8 +233,13 @@ impl Task for Shard {
         {
             let vm = lock(&self.vm);
             if let Some(vm) = vm.as_ref() {
-                if let Err(err) = vm.drive.call::<()>(()) {
-                    tracing::error!(host = %core.config.host, "shard driver failed: {err}");
+                // A failure here is a runtime bug, not a program's: log it and keep the shard
+                // schedulable (end_run below must always run, or the shard would never run again).
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.drive.call::<()>(())));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(host = %core.config.host, "shard driver failed: {err}"),
+                    Err(_) => tracing::error!(host = %core.config.host, "shard driver panicked"),
                 }
             }
         }
