@@ -84,7 +84,9 @@ struct Core {
     sched: ScheduleState,
     ready: Mutex<VecDeque<u32>>,
     admits: Mutex<Vec<Admission>>,
-    procs: Mutex<HashMap<u32, LocalProc>>,
+    /// Boxed: a map of a million inline records would double in one step (a power-of-two table
+    /// at 7/8 load), and idle processes would pay for the empty half.
+    procs: Mutex<HashMap<u32, Box<LocalProc>>>,
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
@@ -215,7 +217,7 @@ impl Shard {
     pub fn shutdown(&self) {
         let vm = lock(&self.vm).take();
         drop(vm);
-        let procs: Vec<LocalProc> = lock(&self.core.procs).drain().map(|(_, p)| p).collect();
+        let procs: Vec<Box<LocalProc>> = lock(&self.core.procs).drain().map(|(_, p)| p).collect();
         for p in procs {
             p.mailbox.close();
         }
@@ -892,7 +894,7 @@ fn merge_context(parent: Option<&Value>, added: Value) -> Value {
 }
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
-fn finish(core: &Core, p: LocalProc, result: ExitResult) {
+fn finish(core: &Core, p: Box<LocalProc>, result: ExitResult) {
     core.live.fetch_sub(1, Ordering::Relaxed);
     for (_, timer) in &p.timers {
         core.timers.cancel(*timer);
@@ -1245,7 +1247,7 @@ fn admit_pending(core: &Core) {
         for a in admitted {
             procs.insert(
                 a.pid.slot,
-                LocalProc {
+                Box::new(LocalProc {
                     pid: a.pid,
                     mailbox: a.mailbox,
                     code: a.code,
@@ -1262,7 +1264,7 @@ fn admit_pending(core: &Core) {
                     scope: a.scope,
                     timers: Vec::new(),
                     next_timer: 0,
-                },
+                }),
             );
         }
     }
