@@ -810,7 +810,11 @@ enum Reply {
 ///
 /// # Safety
 /// To be called last in a `lua_CFunction`, with nothing owning heap memory still alive.
-unsafe fn complete(state: *mut mlua::ffi::lua_State, outcome: std::thread::Result<Result<Reply, String>>) -> c_int {
+unsafe fn complete(
+    state: *mut mlua::ffi::lua_State,
+    outcome: std::thread::Result<Result<Reply, String>>,
+    caller_level: Option<c_int>,
+) -> c_int {
     use mlua::ffi;
     let raise = match outcome {
         Ok(Ok(Reply::True)) => {
@@ -825,8 +829,15 @@ unsafe fn complete(state: *mut mlua::ffi::lua_State, outcome: std::thread::Resul
         Ok(Err(raise)) => raise,
         Err(_) => "internal error in the runtime (a bug): the call was abandoned".to_string(),
     };
+    // Name the Lua program's line, as `error(msg, level)` would.
+    if let Some(level) = caller_level {
+        ffi::luaL_where(state, level);
+    }
     ffi::lua_pushlstring(state, raise.as_ptr() as *const _, raise.len());
     drop(raise);
+    if caller_level.is_some() {
+        ffi::lua_concat(state, 2);
+    }
     ffi::lua_error(state)
 }
 
@@ -836,7 +847,8 @@ unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int 
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send_from_stack(state, core)));
-    complete(state, outcome)
+    // Level 2: past `process.send` in the prelude, the program that called it.
+    complete(state, outcome, Some(2))
 }
 
 unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
@@ -1144,8 +1156,8 @@ unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int 
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next_onto_stack(state, core)));
     match outcome {
         Ok(Ok(results)) => results,
-        Ok(Err(raise)) => complete(state, Ok(Err(raise))),
-        Err(panic) => complete(state, Err(panic)),
+        Ok(Err(raise)) => complete(state, Ok(Err(raise)), None),
+        Err(panic) => complete(state, Err(panic), None),
     }
 }
 
