@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -91,8 +90,6 @@ struct Core {
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
     shard: OnceLock<Weak<Shard>>,
-    /// Processes admitted and not yet ended; read by placement without taking locks.
-    live: AtomicUsize,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -166,7 +163,6 @@ impl Shard {
             loaded: Mutex::new(HashMap::new()),
             steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
-            live: AtomicUsize::new(0),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -182,7 +178,6 @@ impl Shard {
     /// Takes in a newly spawned process; it starts at the shard's next run.
     pub fn admit(&self, admission: Admission) {
         let token = admission.pid.slot;
-        self.core.live.fetch_add(1, Ordering::Relaxed);
         lock(&self.core.admits).push(admission);
         self.core.wake(token);
     }
@@ -192,7 +187,6 @@ impl Shard {
     /// processes alive at once, and parent and child stay warm in cache.
     pub fn admit_next(&self, admission: Admission) {
         let token = admission.pid.slot;
-        self.core.live.fetch_add(1, Ordering::Relaxed);
         lock(&self.core.admits).push(admission);
         lock(&self.core.ready).push_front(token);
         if self.core.sched.notify() {
@@ -205,11 +199,6 @@ impl Shard {
     /// Processes waiting for their turn on this shard.
     pub fn ready_len(&self) -> usize {
         lock(&self.core.ready).len()
-    }
-
-    /// Processes living on this shard now.
-    pub fn live_processes(&self) -> usize {
-        self.core.live.load(Ordering::Relaxed)
     }
 
     /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
@@ -907,7 +896,6 @@ fn merge_context(parent: Option<&Value>, added: Value) -> Value {
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 fn finish(core: &Core, p: Box<LocalProc>, result: ExitResult) {
-    core.live.fetch_sub(1, Ordering::Relaxed);
     for (_, timer) in &p.timers {
         core.timers.cancel(*timer);
     }

@@ -135,7 +135,7 @@ impl Node {
 
     /// Starts `entry` on `host` with `args`; the caller is the runtime itself (no parent).
     pub fn spawn(&self, entry: &str, host: &str, args: Vec<Value>) -> Result<Pid, SpawnError> {
-        self.inner.spawn_process(None, entry, host, args, Default::default())
+        self.inner.spawn_with(entry, host, args, Birth::default())
     }
 
     /// Starts `entry` on `host` and returns a receiver of its exit result.
@@ -454,17 +454,6 @@ impl NodeInner {
             Dest::Pid(pid) => Ok(pid),
             Dest::Name(name) => self.names.lookup(name).ok_or_else(|| SendError::UnknownName(name.into())),
         }
-    }
-
-    fn spawn_process(
-        &self,
-        parent: Option<Pid>,
-        entry: &str,
-        host: &str,
-        args: Vec<Value>,
-        flags: wisp_lua::SpawnFlags,
-    ) -> Result<Pid, SpawnError> {
-        self.spawn_with(entry, host, args, Birth { parent, flags, ..Birth::default() })
     }
 
     fn spawn_with(&self, entry: &str, host_name: &str, args: Vec<Value>, birth: Birth) -> Result<Pid, SpawnError> {
