@@ -344,8 +344,8 @@ fn parse_dest<'a>(core: &Core, dest: &'a str) -> Dest<'a> {
     }
 }
 
-fn args_to_values(args: &[LuaValue]) -> mlua::Result<Vec<Value>> {
-    args.iter().map(|a| lua_to_value(a).map_err(|e| mlua::Error::runtime(e.to_string()))).collect()
+fn args_to_values(args: &[LuaValue]) -> Result<Vec<Value>, wisp_core::ValueError> {
+    args.iter().map(lua_to_value).collect()
 }
 
 /// A number of nanoseconds or a Go-style duration string; zero or negative is refused.
