@@ -121,6 +121,24 @@ struct LocalProc {
     scope: Option<Arc<Value>>,
     timers: Vec<(u64, TimerId)>,
     next_timer: u64,
+    /// The main coroutine's `lua_State`, once started (kept alive by the driver's process record).
+    main: usize,
+    /// The main coroutine is parked in `R.recv`: the next inbox message resumes it from Rust.
+    parked: bool,
+    /// The process has spawned coroutines: its main coroutine never parks (others may be ready).
+    multi: bool,
+    /// An envelope taken from the mailbox but not yet handled; it comes before the mailbox.
+    stash: Option<Envelope>,
+}
+
+impl LocalProc {
+    fn next_envelope(&mut self) -> Option<Envelope> {
+        self.stash.take().or_else(|| self.mailbox.pop())
+    }
+
+    fn has_pending(&self) -> bool {
+        self.stash.is_some() || !self.mailbox.is_empty()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -292,7 +310,11 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     env_mt.set_readonly(true);
     preempt::install(&lua)?;
 
-    r.set("next", raw_callback(&lua, core, raw_next, c"next")?)?;
+    let message_mt: Table = prelude.get("message_mt")?;
+    let parked: Table = prelude.get("parked")?;
+    r.set("next", raw_callback(&lua, core, raw_next, c"next", vec![message_mt.clone()])?)?;
+    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![message_mt, parked])?;
+    prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let init_core = core.clone();
     r.set(
         "init",
@@ -305,7 +327,10 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
             };
             let mut out = MultiValue::new();
             match start_thread(lua, core, &code, &args, &body, &env_mt, preempt_ptr, pid, &mut out) {
-                Ok(()) => {
+                Ok(main) => {
+                    if let Some(p) = lock(&core.procs).get_mut(&token) {
+                        p.main = main;
+                    }
                     // Its mailbox is drained from its next step on.
                     if procs_mailbox_pending(core, token) {
                         lock(&core.ready).push_back(token);
@@ -371,7 +396,7 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
 
 fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
-    r.set("send", raw_callback(lua, core, raw_send, c"send")?)?;
+    r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
 
     let c = core.clone();
     r.set(
@@ -677,9 +702,11 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
     )?;
     r.set("now", lua.create_function(|_, ()| Ok(now_seconds()))?)?;
 
+    let c = core.clone();
     r.set(
         "mark_thread",
-        lua.create_function(move |lua, co: Thread| {
+        lua.create_function(move |lua, (token, co): (u32, Thread)| {
+            with_proc(&c, token, |p| p.multi = true)?;
             // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
             unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_top(state, preempt_ptr)) }
         })?,
@@ -770,20 +797,25 @@ fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> 
     Ok(f)
 }
 
-/// A raw C callback of this shard: `f` finds the shard's Core in its first upvalue.
+/// A raw C callback of this shard: `f` finds the shard's Core in its first upvalue and the
+/// given tables in the next ones.
 fn raw_callback(
     lua: &Lua,
     core: &Arc<Core>,
     f: mlua::ffi::lua_CFunction,
     name: &'static std::ffi::CStr,
+    upvalues: Vec<Table>,
 ) -> mlua::Result<Function> {
     let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
-    // SAFETY: pushes a light userdata and a C closure capturing it; the Core outlives the VM
-    // (the Vm holds an Arc of it), so the pointer is valid whenever the closure runs.
+    let n = upvalues.len() as c_int;
+    // SAFETY: the tables are the only arguments on the stack; the light userdata goes below them
+    // and the closure takes all as upvalues. The Core outlives the VM (the Vm holds an Arc of
+    // it), so the pointer is valid whenever the closure runs.
     unsafe {
-        lua.exec_raw((), move |state| {
+        lua.exec_raw(Variadic::from_iter(upvalues), move |state| {
             mlua::ffi::lua_pushlightuserdata(state, core_ptr);
-            mlua::ffi::lua_pushcclosured(state, f, name.as_ptr(), 1);
+            mlua::ffi::lua_insert(state, -(n + 1));
+            mlua::ffi::lua_pushcclosured(state, f, name.as_ptr(), n + 1);
         })
     }
 }
@@ -899,7 +931,11 @@ fn finish(core: &Core, p: Box<LocalProc>, result: ExitResult) {
     for (_, timer) in &p.timers {
         core.timers.cancel(*timer);
     }
-    let leftover = p.mailbox.close();
+    let p = *p;
+    let mut leftover = p.mailbox.close();
+    if let Some(first) = p.stash {
+        leftover.insert(0, first);
+    }
     core.kernel.exited(ProcessExit { pid: p.pid, result, links: p.links, monitors: p.monitors, leftover });
 }
 
@@ -1179,30 +1215,23 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                     finish(core, p, result);
                 }
             }
-            S_WAITING => {
-                let mailbox = lock(&core.procs).get(&prev).map(|p| p.mailbox.clone());
-                if let Some(mailbox) = mailbox {
-                    if !mailbox.prepare_wait() {
-                        lock(&core.ready).push_back(prev);
-                    }
-                }
-            }
+            S_WAITING => wait_or_requeue(core, prev),
             S_READY => lock(&core.ready).push_back(prev),
             _ => {}
         }
-    }
-    admit_pending(core);
-    {
-        let mut left = lock(&core.steps_left);
-        if slice_over(left.0, left.1) {
-            return Ok(0);
-        }
-        left.0 -= 1;
     }
     if ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
         return Err("out of Lua stack".into());
     }
     loop {
+        admit_pending(core);
+        {
+            let mut left = lock(&core.steps_left);
+            if slice_over(left.0, left.1) {
+                return Ok(0);
+            }
+            left.0 -= 1;
+        }
         let Some(token) = lock(&core.ready).pop_front() else {
             return Ok(0);
         };
@@ -1217,26 +1246,180 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         let Some(p) = procs.get_mut(&token) else {
             continue; // a wake-up for a process that already ended
         };
-        ffi::lua_pushnumber(state, token as f64);
         if p.init.is_some() {
+            ffi::lua_pushnumber(state, token as f64);
             ffi::lua_pushboolean(state, 1);
             return Ok(2);
         }
+        if p.parked {
+            match p.next_envelope() {
+                None => {
+                    drop(procs);
+                    wait_or_requeue(core, token);
+                    continue;
+                }
+                Some(Envelope::Message(m)) if matches!(p.router.route(&m.topic), Route::Inbox) => {
+                    p.parked = false;
+                    let co = p.main as *mut ffi::lua_State;
+                    drop(procs);
+                    match resume_parked(state, core, token, co, &m)? {
+                        Some(results) => return Ok(results),
+                        None => continue,
+                    }
+                }
+                // Events, signals and listener messages go through the driver; the inbox
+                // message after them resumes the parked coroutine on a later step.
+                Some(other) => p.stash = Some(other),
+            }
+        }
+        ffi::lua_pushnumber(state, token as f64);
         ffi::lua_pushnil(state);
         let base = ffi::lua_gettop(state);
-        let mailbox = p.mailbox.clone();
         for _ in 0..MAX_ITEMS_PER_STEP {
-            let Some(envelope) = mailbox.pop() else { break };
+            let Some(envelope) = p.next_envelope() else { break };
+            if p.parked {
+                if let Envelope::Message(m) = &envelope {
+                    if matches!(p.router.route(&m.topic), Route::Inbox) {
+                        // The parked coroutine takes it itself, in order.
+                        p.stash = Some(envelope);
+                        break;
+                    }
+                }
+            }
             if let Pushed::Kill = push_item(state, core, p, envelope)? {
                 break;
             }
         }
-        if !mailbox.is_empty() {
+        if p.has_pending() {
             // More than one step's worth: come back after the others.
             lock(&core.ready).push_back(token);
         }
         return Ok(ffi::lua_gettop(state) - base + 2);
     }
+}
+
+/// Resumes a main coroutine parked in `R.recv` with its next inbox message, without the driver.
+/// Returns `None` when it parked again (the step is over), or the number of values pushed for
+/// the driver (`token, false, ok, results...`) when it did anything else: blocked on a channel,
+/// was preempted, returned or failed.
+unsafe fn resume_parked(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    token: u32,
+    co: *mut mlua::ffi::lua_State,
+    message: &Message,
+) -> Result<Option<c_int>, String> {
+    use mlua::ffi;
+    push_message(state, core, message, ffi::lua_upvalueindex(2))?;
+    // What R.recv yielded (its PARKED marker) is still on the coroutine's stack.
+    ffi::lua_settop(co, 0);
+    ffi::lua_xmove(state, co, 1);
+    let status = ffi::lua_resume_(co, state, 1);
+    let parked_again = status == ffi::LUA_YIELD && lock(&core.procs).get(&token).is_some_and(|p| p.parked);
+    if parked_again {
+        wait_or_requeue(core, token);
+        return Ok(None);
+    }
+    let ok = status == ffi::LUA_OK || status == ffi::LUA_YIELD;
+    let results = if ok { ffi::lua_gettop(co) } else { 1 };
+    if ffi::lua_checkstack(state, results + 3) == 0 {
+        return Err("out of Lua stack".into());
+    }
+    ffi::lua_pushnumber(state, token as f64);
+    ffi::lua_pushboolean(state, 0);
+    ffi::lua_pushboolean(state, ok as c_int);
+    ffi::lua_xmove(co, state, results);
+    Ok(Some(results + 3))
+}
+
+/// A process that has nothing to do waits for its mailbox; if something is already there, it
+/// goes back in the ready queue.
+fn wait_or_requeue(core: &Core, token: u32) {
+    let pending = lock(&core.procs).get(&token).is_some_and(|p| p.stash.is_some() || !p.mailbox.prepare_wait());
+    if pending {
+        lock(&core.ready).push_back(token);
+    }
+}
+
+/// `R.recv(token)`: the next inbox message, straight from the mailbox. Returns the message;
+/// nothing when the driver must take over (an event, signal or listener message comes first, or
+/// a coroutine other than a lone main coroutine waits); or parks the main coroutine: it yields
+/// the PARKED marker and is resumed by `R.next` with the next inbox message.
+unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int {
+    use mlua::ffi;
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_onto_stack(state, core)));
+    match outcome {
+        Ok(Ok(Received::Message)) => 1,
+        Ok(Ok(Received::Nothing)) => 0,
+        Ok(Ok(Received::Parked)) => {
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(3));
+            ffi::lua_yield(state, 1)
+        }
+        Ok(Err(raise)) => complete(state, Ok(Err(raise)), Some(2)),
+        Err(panic) => complete(state, Err(panic), Some(2)),
+    }
+}
+
+enum Received {
+    Message,
+    Nothing,
+    Parked,
+}
+
+unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Received, String> {
+    use mlua::ffi;
+    let token = ffi::lua_tonumber(state, 1) as u32;
+    let message = {
+        let mut procs = lock(&core.procs);
+        let Some(p) = procs.get_mut(&token) else {
+            return Ok(Received::Nothing);
+        };
+        match p.next_envelope() {
+            Some(Envelope::Message(m)) if matches!(p.router.route(&m.topic), Route::Inbox) => m,
+            Some(other) => {
+                p.stash = Some(other);
+                return Ok(Received::Nothing);
+            }
+            None if !p.multi && p.main == state as usize => {
+                p.parked = true;
+                return Ok(Received::Parked);
+            }
+            None => return Ok(Received::Nothing),
+        }
+    };
+    if ffi::lua_checkstack(state, 4) == 0 {
+        return Err("out of Lua stack".into());
+    }
+    push_message(state, core, &message, ffi::lua_upvalueindex(2))?;
+    Ok(Received::Message)
+}
+
+/// Pushes an inbox message as a Lua program sees it: `{topic, from, value, multi}` with the
+/// Message metatable found at `mt`.
+unsafe fn push_message(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    message: &Message,
+    mt: c_int,
+) -> Result<(), String> {
+    use mlua::ffi;
+    ffi::lua_createtable(state, 3, 0);
+    push_str(state, &message.topic);
+    ffi::lua_rawseti(state, -2, 1);
+    let from = message.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
+    push_str(state, &from);
+    ffi::lua_rawseti(state, -2, 2);
+    let multi = push_payloads(state, &message.payloads)?;
+    ffi::lua_rawseti(state, -2, 3);
+    if multi {
+        ffi::lua_pushboolean(state, 1);
+        ffi::lua_rawseti(state, -2, 4);
+    }
+    ffi::lua_pushvalue(state, mt);
+    ffi::lua_setmetatable(state, -2);
+    Ok(())
 }
 
 /// Moves newly admitted processes into the shard's table.
@@ -1264,6 +1447,10 @@ fn admit_pending(core: &Core) {
                     scope: a.scope,
                     timers: Vec::new(),
                     next_timer: 0,
+                    main: 0,
+                    parked: false,
+                    multi: false,
+                    stash: None,
                 }),
             );
         }
@@ -1301,8 +1488,10 @@ fn start_thread(
     preempt_ptr: PreemptPtr,
     pid: Pid,
     out: &mut MultiValue,
-) -> mlua::Result<()> {
+) -> mlua::Result<usize> {
     let chunk = load_chunk(lua, core, code)?;
+    let mut main = 0usize;
+    let main_slot = &mut main;
     // SAFETY: the three arguments are pushed in order (body, chunk, env_mt); the closure only
     // uses stack slots it pushed itself and leaves exactly the new thread and the clone on top.
     let (co, clone): (Thread, Function) = unsafe {
@@ -1311,6 +1500,7 @@ fn start_thread(
             let top = ffi::lua_gettop(state);
             let (body_idx, chunk_idx, mt_idx) = (top - 2, top - 1, top);
             let co = ffi::lua_newthread(state);
+            *main_slot = co as usize;
             ffi::lua_createtable(state, 0, 0);
             ffi::lua_pushvalue(state, mt_idx);
             ffi::lua_setmetatable(state, -2);
@@ -1338,5 +1528,5 @@ fn start_thread(
     for v in args {
         out.push_back(value_to_lua(lua, v)?);
     }
-    Ok(())
+    Ok(main)
 }

@@ -344,6 +344,71 @@ return { main = main }
     ),
 ];
 
+/// A process waiting on its inbox alone is resumed straight from the mailbox; whatever else
+/// arrives meanwhile (listener messages, events, timers) must still reach its channels, in order.
+const PARKED: &[(&str, &str)] = &[
+    (
+        "case.lua",
+        r#"
+local function main()
+	local me = process.pid()
+	local worker = process.spawn("app:parked_worker", "app:processes", me)
+	assert(process.inbox():receive():topic() == "ready")
+	for i = 1, 500 do
+		process.send(worker, "side", i)
+		process.send(worker, "in", i)
+		if i % 100 == 0 then
+			process.send(worker, "both", i, i + 1)
+		end
+	end
+	process.send(worker, "done")
+	local report = process.inbox():receive()
+	assert(report:topic() == "report", "got " .. tostring(report:topic()))
+	return report:payload():data()
+end
+return { main = main }
+"#,
+    ),
+    (
+        "parked_worker.lua",
+        r#"
+local time = require("time")
+local function main(parent: string)
+	local side = process.listen("side")
+	local child = process.spawn_monitored("app:returns", "app:processes", 1)
+	local timer = time.after("1ms")
+	local inbox = process.inbox()
+	process.send(parent, "ready")
+	local n, pairs_seen = 0, 0
+	while true do
+		local msg = inbox:receive()
+		local topic = msg:topic()
+		if topic == "done" then
+			break
+		elseif topic == "both" then
+			local p = msg:payload()
+			assert(p[1]:data() == n and p[2]:data() == n + 1, "multi payload out of place")
+			pairs_seen += 1
+		else
+			assert(topic == "in", "unexpected topic " .. topic)
+			n += 1
+			assert(msg:payload():data() == n, "inbox message " .. tostring(msg:payload():data()) .. " arrived as " .. n)
+		end
+	end
+	-- everything sent on "side" waited in its channel, in order
+	for i = 1, 500 do
+		assert(side:receive() == i, "side message out of order")
+	end
+	local ev = process.events():receive()
+	assert(ev.kind == process.event.EXIT and ev.from == child and ev.result.value == 2, "EXIT lost")
+	timer:receive()
+	process.send(parent, "report", n + pairs_seen)
+end
+return { main = main }
+"#,
+    ),
+];
+
 lua_cases! {
     ping_pong_20000_round_trips_in_order:
         files PING_PONG, args || vec![Value::Number(20000.0)], expect || num(20000.0);
@@ -353,6 +418,8 @@ lua_cases! {
         files RING, args || vec![Value::Number(100.0), Value::Number(10000.0)], expect || num(10000.0);
     skynet_10000:
         files SKYNET, args || vec![Value::Number(10000.0)], expect || num(49995000.0);
+    parked_receive_keeps_listeners_events_and_timers_in_order:
+        files PARKED, args no_args, expect || num(505.0);
 }
 
 // ---------------------------------------------------------------------------
