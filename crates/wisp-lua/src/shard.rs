@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
+use rustc_hash::FxHashMap;
 use wisp_core::{Envelope, Event, ExitResult, Key, Message, Pid, Signal, Value};
 use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
@@ -85,7 +86,8 @@ struct Core {
     admits: Mutex<Vec<Admission>>,
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
-    procs: Mutex<HashMap<u32, Box<LocalProc>>>,
+    /// Hashed with Fx: looked up several times per message.
+    procs: Mutex<FxHashMap<u32, Box<LocalProc>>>,
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
@@ -129,6 +131,8 @@ struct LocalProc {
     multi: bool,
     /// An envelope taken from the mailbox but not yet handled; it comes before the mailbox.
     stash: Option<Envelope>,
+    /// The PID string this process last sent to, parsed.
+    last_dest: Option<(Box<str>, Pid)>,
 }
 
 impl LocalProc {
@@ -177,7 +181,7 @@ impl Shard {
             sched: ScheduleState::new(),
             ready: Mutex::new(VecDeque::new()),
             admits: Mutex::new(Vec::new()),
-            procs: Mutex::new(HashMap::new()),
+            procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
             steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
@@ -397,6 +401,7 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
 fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
     r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
+    r.set("pid", raw_callback(lua, core, raw_pid, c"pid", Vec::new())?)?;
 
     let c = core.clone();
     r.set(
@@ -883,7 +888,30 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             .map_err(|_| format!("process.send: {what}, got bytes that are not UTF-8"))
     };
     let token = ffi::lua_tonumber(state, 1) as u32;
-    let dest = string_at(2, "destination must be a PID or a name")?;
+    // A process usually sends to the same PID again and again: the last one parsed is kept.
+    let (from, cached) = {
+        let procs = lock(&core.procs);
+        let p = procs.get(&token).ok_or("process is not running")?;
+        let bytes = (ffi::lua_type(state, 2) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 2));
+        let cached = match (&p.last_dest, bytes) {
+            (Some((text, pid)), Some(bytes)) if text.as_bytes() == bytes => Some(*pid),
+            _ => None,
+        };
+        (p.pid, cached)
+    };
+    let dest = match cached {
+        Some(pid) => Dest::Pid(pid),
+        None => {
+            let text = string_at(2, "destination must be a PID or a name")?;
+            let dest = parse_dest(core, text);
+            if let Dest::Pid(pid) = dest {
+                if let Some(p) = lock(&core.procs).get_mut(&token) {
+                    p.last_dest = Some((text.into(), pid));
+                }
+            }
+            dest
+        }
+    };
     let topic = string_at(3, "topic must be a string")?;
     if topic.starts_with('@') {
         return Err(format!("process.send: topic `{topic}` is reserved"));
@@ -894,9 +922,8 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
         payloads.push(value);
     }
-    let from = with_proc(core, token, |p| p.pid).map_err(|e| e.to_string())?;
     let message = Message { from: Some(from), topic: topic.into(), payloads };
-    Ok(match core.kernel.send(from, parse_dest(core, dest), message) {
+    Ok(match core.kernel.send(from, dest, message) {
         Ok(()) => Reply::True,
         Err(e) => Reply::NilErr(e.to_string()),
     })
@@ -1396,6 +1423,32 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     Ok(Received::Message)
 }
 
+/// Light userdata tags for PID handles: 1 + host index (tag 0 is plain light userdata).
+const PID_TAG_LIMIT: u16 = (mlua::ffi::LUA_LUTAG_LIMIT - 1) as u16;
+
+/// Pushes a PID as a light userdata: slot and generation in the pointer bits, the host in the tag.
+unsafe fn push_pid_handle(state: *mut mlua::ffi::lua_State, pid: Pid) {
+    let bits = (pid.slot as u64) | ((pid.generation as u64) << 32);
+    mlua::ffi::lua_pushlightuserdatatagged(state, bits as usize as *mut std::ffi::c_void, 1 + pid.host.0 as c_int);
+}
+
+/// `R.pid(handle)`: the PID string of a handle made by [`push_pid_handle`].
+unsafe extern "C-unwind" fn raw_pid(state: *mut mlua::ffi::lua_State) -> c_int {
+    use mlua::ffi;
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    let tag = ffi::lua_lightuserdatatag(state, 1);
+    if ffi::lua_type(state, 1) != ffi::LUA_TLIGHTUSERDATA || tag < 1 {
+        ffi::lua_pushnil(state);
+        return 1;
+    }
+    let bits = ffi::lua_tolightuserdatatagged(state, 1, tag) as usize as u64;
+    let pid = Pid::new(wisp_core::HostIndex((tag - 1) as u16), bits as u32, (bits >> 32) as u32);
+    let text = core.kernel.render_pid(pid);
+    push_str(state, &text);
+    1
+}
+
 /// Pushes an inbox message as a Lua program sees it: `{topic, from, value, multi}` with the
 /// Message metatable found at `mt`.
 unsafe fn push_message(
@@ -1408,8 +1461,12 @@ unsafe fn push_message(
     ffi::lua_createtable(state, 3, 0);
     push_str(state, &message.topic);
     ffi::lua_rawseti(state, -2, 1);
-    let from = message.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
-    push_str(state, &from);
+    // The sender is rendered as a string only if the program asks (`Message:from` calls R.pid).
+    match message.from {
+        Some(pid) if pid.host.0 < PID_TAG_LIMIT => push_pid_handle(state, pid),
+        Some(pid) => push_str(state, &core.kernel.render_pid(pid)),
+        None => push_str(state, ""),
+    }
     ffi::lua_rawseti(state, -2, 2);
     let multi = push_payloads(state, &message.payloads)?;
     ffi::lua_rawseti(state, -2, 3);
@@ -1451,6 +1508,7 @@ fn admit_pending(core: &Core) {
                     parked: false,
                     multi: false,
                     stash: None,
+                    last_dest: None,
                 }),
             );
         }

@@ -12,7 +12,7 @@
 mod native;
 mod table;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -90,11 +90,12 @@ struct Host {
 
 struct NodeInner {
     hosts: Vec<Host>,
-    host_names: HashMap<String, HostIndex>,
-    code: HashMap<String, Code>,
+    /// Hashed with Fx: looked up on every send by PID.
+    host_names: FxHashMap<String, HostIndex>,
+    code: FxHashMap<String, Code>,
     names: NameRegistry,
     timers: Mutex<Option<Timers>>,
-    watchers: Mutex<HashMap<Pid, mpsc::Sender<ExitResult>>>,
+    watchers: Mutex<FxHashMap<Pid, mpsc::Sender<ExitResult>>>,
     terminal: Option<Arc<dyn TerminalIo>>,
     me: OnceLock<std::sync::Weak<NodeInner>>,
 }
@@ -271,7 +272,7 @@ impl NodeBuilder {
 
     pub fn build(self) -> Result<Node, BuildError> {
         let mut defs = self.hosts;
-        let mut code = HashMap::new();
+        let mut code = FxHashMap::default();
         if let Some(registry) = &self.registry {
             for entry in registry.entries() {
                 let id = entry.id.to_string();
@@ -319,7 +320,7 @@ impl NodeBuilder {
         let timers = Timers::new();
         let timer_handle = timers.handle();
         let mut hosts = Vec::new();
-        let mut host_names = HashMap::new();
+        let mut host_names = FxHashMap::default();
         for (i, def) in defs.iter().enumerate() {
             let index = HostIndex(i as u16);
             let pool = Pool::try_new(PoolConfig { name: def.name.clone(), workers: def.workers.max(1) })
@@ -342,7 +343,7 @@ impl NodeBuilder {
             code,
             names: NameRegistry::new(),
             timers: Mutex::new(Some(timers)),
-            watchers: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(FxHashMap::default()),
             terminal: self.terminal,
             me: OnceLock::new(),
         });
@@ -516,7 +517,7 @@ impl NodeInner {
         }
     }
 
-    fn lock_watchers(&self) -> std::sync::MutexGuard<'_, HashMap<Pid, mpsc::Sender<ExitResult>>> {
+    fn lock_watchers(&self) -> std::sync::MutexGuard<'_, FxHashMap<Pid, mpsc::Sender<ExitResult>>> {
         self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 

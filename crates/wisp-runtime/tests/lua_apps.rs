@@ -391,6 +391,7 @@ local function main(parent: string)
 			pairs_seen += 1
 		else
 			assert(topic == "in", "unexpected topic " .. topic)
+			assert(msg:from() == parent and msg:from() == parent, "sender " .. tostring(msg:from()))
 			n += 1
 			assert(msg:payload():data() == n, "inbox message " .. tostring(msg:payload():data()) .. " arrived as " .. n)
 		end
