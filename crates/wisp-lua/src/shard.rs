@@ -82,7 +82,7 @@ struct Core {
     config: ShardConfig,
     chunks: Arc<ChunkCache>,
     sched: ScheduleState,
-    ready: Mutex<VecDeque<u32>>,
+    ready: Mutex<ReadyQueue>,
     admits: Mutex<Vec<Admission>>,
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
@@ -145,6 +145,58 @@ impl LocalProc {
     }
 }
 
+thread_local! {
+    /// The shard whose driver runs on this thread, if any: a wake-up from it is a local one.
+    static RUNNING_SHARD: std::cell::Cell<*const Core> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Consecutive turns a LIFO slot may take before the queue's head gets one.
+const MAX_LIFO_STREAK: u32 = 3;
+
+/// The shard's ready processes: a FIFO queue plus a LIFO slot for the process most recently
+/// woken by a process of this same shard (as tokio's LIFO slot): a reply then runs next, while
+/// the data it needs is still in cache, and a parent collecting its children's results runs
+/// before more of the tree is started. The streak bound keeps the queue from starving.
+#[derive(Default)]
+struct ReadyQueue {
+    queue: VecDeque<u32>,
+    lifo: Option<u32>,
+    streak: u32,
+}
+
+impl ReadyQueue {
+    fn push_back(&mut self, token: u32) {
+        self.queue.push_back(token);
+    }
+
+    fn push_front(&mut self, token: u32) {
+        self.queue.push_front(token);
+    }
+
+    fn push_lifo(&mut self, token: u32) {
+        if let Some(previous) = self.lifo.replace(token) {
+            self.queue.push_back(previous);
+        }
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        if self.lifo.is_some() && (self.streak < MAX_LIFO_STREAK || self.queue.is_empty()) {
+            self.streak += 1;
+            return self.lifo.take();
+        }
+        self.streak = 0;
+        self.queue.pop_front().or_else(|| self.lifo.take())
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len() + self.lifo.is_some() as usize
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a shard lock is already reported by the worker; keep serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -179,7 +231,7 @@ impl Shard {
             config,
             chunks,
             sched: ScheduleState::new(),
-            ready: Mutex::new(VecDeque::new()),
+            ready: Mutex::new(ReadyQueue::default()),
             admits: Mutex::new(Vec::new()),
             procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
@@ -248,7 +300,9 @@ impl Task for Shard {
             if let Some(vm) = vm.as_ref() {
                 // A failure here is a runtime bug, not a program's: log it and keep the shard
                 // schedulable (end_run below must always run, or the shard would never run again).
+                let previous = RUNNING_SHARD.with(|running| running.replace(Arc::as_ptr(core)));
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.drive.call::<()>(())));
+                RUNNING_SHARD.with(|running| running.set(previous));
                 match outcome {
                     Ok(Ok(())) => {}
                     Ok(Err(err)) => tracing::error!(host = %core.config.host, "shard driver failed: {err}"),
@@ -266,7 +320,12 @@ impl Task for Shard {
 
 impl Wake for Core {
     fn wake(&self, token: u32) {
-        lock(&self.ready).push_back(token);
+        let here = RUNNING_SHARD.with(|running| std::ptr::eq(running.get(), self));
+        if here {
+            lock(&self.ready).push_lifo(token);
+        } else {
+            lock(&self.ready).push_back(token);
+        }
         if self.sched.notify() {
             if let Some(shard) = self.shard.get().and_then(Weak::upgrade) {
                 self.pool.schedule(shard);
@@ -1259,7 +1318,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             }
             left.0 -= 1;
         }
-        let Some(token) = lock(&core.ready).pop_front() else {
+        let Some(token) = lock(&core.ready).pop() else {
             return Ok(0);
         };
         let mut procs = lock(&core.procs);
