@@ -18,7 +18,7 @@ use std::os::raw::c_int;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mlua::{Function, Lua, MultiValue, Table, Thread, Value as LuaValue, Variadic};
+use mlua::{Function, Lua, Table, Thread, Value as LuaValue, Variadic};
 use rustc_hash::FxHashMap;
 use wisp_core::{Envelope, Event, ExitResult, Key, Message, Pid, Signal, Value};
 use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
@@ -89,6 +89,8 @@ struct Core {
     /// Hashed with Fx: looked up several times per message.
     procs: Mutex<FxHashMap<u32, Box<LocalProc>>>,
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
+    /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
+    raw_loaded: Mutex<FxHashMap<String, Arc<str>>>,
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
     shard: OnceLock<Weak<Shard>>,
@@ -235,6 +237,7 @@ impl Shard {
             admits: Mutex::new(Vec::new()),
             procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
+            raw_loaded: Mutex::new(FxHashMap::default()),
             steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
         });
@@ -375,40 +378,14 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     let message_mt: Table = prelude.get("message_mt")?;
     let parked: Table = prelude.get("parked")?;
-    r.set("next", raw_callback(&lua, core, raw_next, c"next", vec![message_mt.clone()])?)?;
-    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![message_mt, parked])?;
+    r.set("next", raw_callback(&lua, core, raw_next, c"next", vec![LuaValue::Table(message_mt.clone())])?)?;
+    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(message_mt), LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
-    let init_core = core.clone();
-    r.set(
-        "init",
-        lua.create_function(move |lua, token: u32| {
-            let core = &init_core;
-            let taken =
-                lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), p.pid, args)));
-            let Some((code, pid, args)) = taken else {
-                return Ok(MultiValue::new());
-            };
-            let mut out = MultiValue::new();
-            match start_thread(lua, core, &code, &args, &body, &env_mt, preempt_ptr, pid, &mut out) {
-                Ok(main) => {
-                    if let Some(p) = lock(&core.procs).get_mut(&token) {
-                        p.main = main;
-                    }
-                    // Its mailbox is drained from its next step on.
-                    if procs_mailbox_pending(core, token) {
-                        lock(&core.ready).push_back(token);
-                    }
-                    Ok(out)
-                }
-                Err(err) => {
-                    if let Some(p) = lock(&core.procs).remove(&token) {
-                        finish(core, p, ExitResult::Error(load_error_text(&err)));
-                    }
-                    Ok(MultiValue::new())
-                }
-            }
-        })?,
-    )?;
+    let chunks = lua.create_table()?;
+    let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
+    let init_upvalues =
+        vec![LuaValue::Function(body), LuaValue::Table(env_mt), LuaValue::Table(chunks), preempt_handle];
+    r.set("init", raw_callback(&lua, core, raw_init, c"init", init_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
 }
 
@@ -462,9 +439,10 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
     r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
     r.set("pid", raw_callback(lua, core, raw_pid, c"pid", Vec::new())?)?;
 
+    r.set("spawn", raw_callback(lua, core, raw_spawn, c"spawn", Vec::new())?)?;
     let c = core.clone();
     r.set(
-        "spawn",
+        "spawn_with",
         lua.create_function(
             move |_,
                   (token, flags, opts, entry, host, args): (
@@ -516,14 +494,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 }
                 match c.kernel.spawn(request) {
                     Ok(child) => {
-                        with_proc(&c, token, |p| {
-                            if flags.monitor {
-                                p.monitoring.push(child);
-                            }
-                            if flags.link && !p.links.contains(&child) {
-                                p.links.push(child);
-                            }
-                        })?;
+                        record_child(&c, token, flags, child);
                         Ok((Some(c.kernel.render_pid(child)), None))
                     }
                     Err(e) => Ok((None, Some(e))),
@@ -868,7 +839,7 @@ fn raw_callback(
     core: &Arc<Core>,
     f: mlua::ffi::lua_CFunction,
     name: &'static std::ffi::CStr,
-    upvalues: Vec<Table>,
+    upvalues: Vec<LuaValue>,
 ) -> mlua::Result<Function> {
     let core_ptr = Arc::as_ptr(core) as *mut std::ffi::c_void;
     let n = upvalues.len() as c_int;
@@ -888,6 +859,7 @@ fn raw_callback(
 enum Reply {
     True,
     NilErr(String),
+    Str(String),
 }
 
 /// Ends a raw callback: pushes its results, or raises its error. Raising happens only after
@@ -904,6 +876,10 @@ unsafe fn complete(
     let raise = match outcome {
         Ok(Ok(Reply::True)) => {
             ffi::lua_pushboolean(state, 1);
+            return 1;
+        }
+        Ok(Ok(Reply::Str(text))) => {
+            ffi::lua_pushlstring(state, text.as_ptr() as *const _, text.len());
             return 1;
         }
         Ok(Ok(Reply::NilErr(err))) => {
@@ -1579,71 +1555,160 @@ fn slice_over(steps_left: usize, deadline: Instant) -> bool {
     steps_left == 0 || Instant::now() >= deadline
 }
 
-fn procs_mailbox_pending(core: &Core, token: u32) -> bool {
-    lock(&core.procs).get(&token).is_some_and(|p| !p.mailbox.is_empty())
-}
+/// Upvalues of `R.init` after the Core: the driver's `body`, the environment metatable, the
+/// table of loaded chunks by entry, and the shard's preemption counter.
+const INIT_BODY: c_int = 2;
+const INIT_ENV_MT: c_int = 3;
+const INIT_CHUNKS: c_int = 4;
+const INIT_PREEMPT: c_int = 5;
 
-fn load_error_text(err: &mlua::Error) -> String {
-    match err {
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(m) => m.clone(),
-        mlua::Error::CallbackError { cause, .. } => load_error_text(cause),
-        other => other.to_string(),
+/// `R.init(token)` as a raw C function: creates the coroutine of a newly admitted process and
+/// returns `pid, co, chunk, method, args...` for the driver's `start`; nothing when the process
+/// is gone or its code did not load (it has then ended with that error).
+unsafe extern "C-unwind" fn raw_init(state: *mut mlua::ffi::lua_State) -> c_int {
+    use mlua::ffi;
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    let token = ffi::lua_tonumber(state, 1) as u32;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init_onto_stack(state, core, token)));
+    match outcome {
+        Ok(Ok(results)) => results,
+        Ok(Err(load_error)) => {
+            if let Some(p) = lock(&core.procs).remove(&token) {
+                finish(core, p, ExitResult::Error(load_error));
+            }
+            0
+        }
+        Err(panic) => complete(state, Err(panic), None),
     }
 }
 
-/// Creates the coroutine of a process: a fresh global environment reading through to the
-/// shard's read-only globals, and the entry's chunk cloned into it.
-#[allow(clippy::too_many_arguments)]
-fn start_thread(
-    lua: &Lua,
-    core: &Core,
-    code: &LuaCode,
-    args: &[Value],
-    body: &Function,
-    env_mt: &Table,
-    preempt_ptr: PreemptPtr,
-    pid: Pid,
-    out: &mut MultiValue,
-) -> mlua::Result<usize> {
-    let chunk = load_chunk(lua, core, code)?;
-    let mut main = 0usize;
-    let main_slot = &mut main;
-    // SAFETY: the three arguments are pushed in order (body, chunk, env_mt); the closure only
-    // uses stack slots it pushed itself and leaves exactly the new thread and the clone on top.
-    let (co, clone): (Thread, Function) = unsafe {
-        lua.exec_raw((body.clone(), chunk, env_mt.clone()), |state| {
-            use mlua::ffi;
-            let top = ffi::lua_gettop(state);
-            let (body_idx, chunk_idx, mt_idx) = (top - 2, top - 1, top);
-            let co = ffi::lua_newthread(state);
-            *main_slot = co as usize;
-            ffi::lua_createtable(state, 0, 0);
-            ffi::lua_pushvalue(state, mt_idx);
-            ffi::lua_setmetatable(state, -2);
-            ffi::lua_setsafeenv(state, -1, 1);
-            ffi::lua_xmove(state, co, 1);
-            ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
-            ffi::lua_pushvalue(state, body_idx);
-            ffi::lua_xmove(state, co, 1);
-            ffi::lua_pushvalue(state, chunk_idx);
-            ffi::lua_xmove(state, co, 1);
-            ffi::lua_clonefunction(co, -1);
-            ffi::lua_xmove(co, state, 1);
-            ffi::lua_settop(co, 1);
-            ffi::lua_setthreaddata(co, preempt_ptr.0 as *mut std::ffi::c_void);
-            // stack: body chunk mt co clone -> co clone
-            ffi::lua_remove(state, body_idx);
-            ffi::lua_remove(state, body_idx);
-            ffi::lua_remove(state, body_idx);
-        })?
+unsafe fn init_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core, token: u32) -> Result<c_int, String> {
+    use mlua::ffi;
+    let taken = lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), p.pid, args)));
+    let Some((code, pid, args)) = taken else {
+        return Ok(0);
     };
-    out.push_back(LuaValue::String(lua.create_string(core.kernel.render_pid(pid))?));
-    out.push_back(LuaValue::Thread(co));
-    out.push_back(LuaValue::Function(clone));
-    out.push_back(LuaValue::String(lua.create_string(&code.method)?));
-    for v in args {
-        out.push_back(value_to_lua(lua, v)?);
+    if ffi::lua_checkstack(state, 8 + args.len() as c_int) == 0 {
+        return Err("out of Lua stack".into());
     }
-    Ok(main)
+    let base = ffi::lua_gettop(state);
+    push_chunk(state, core, &code)?;
+    let chunk = base + 1;
+    // The coroutine, with a fresh global table reading through to the shard's globals.
+    let co = ffi::lua_newthread(state);
+    ffi::lua_createtable(state, 0, 0);
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(INIT_ENV_MT));
+    ffi::lua_setmetatable(state, -2);
+    ffi::lua_setsafeenv(state, -1, 1);
+    ffi::lua_xmove(state, co, 1);
+    ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
+    // Its body function, then the chunk cloned so that it sees the new globals.
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(INIT_BODY));
+    ffi::lua_xmove(state, co, 1);
+    ffi::lua_pushvalue(state, chunk);
+    ffi::lua_xmove(state, co, 1);
+    ffi::lua_clonefunction(co, -1);
+    ffi::lua_remove(co, -2);
+    ffi::lua_xmove(co, state, 1);
+    ffi::lua_settop(co, 1);
+    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(INIT_PREEMPT)));
+    // stack: chunk co clone -> pid co clone method args...
+    ffi::lua_remove(state, chunk);
+    push_str(state, &core.kernel.render_pid(pid));
+    ffi::lua_insert(state, base + 1);
+    push_str(state, &code.method);
+    for v in &args {
+        push_value(state, v)?;
+    }
+    if let Some(p) = lock(&core.procs).get_mut(&token) {
+        p.main = co as usize;
+        // Its mailbox is drained from its next step on.
+        if p.has_pending() {
+            lock(&core.ready).push_back(token);
+        }
+    }
+    Ok(ffi::lua_gettop(state) - base)
+}
+
+/// Pushes the entry's compiled chunk, loading it on first use (or when its source changed).
+unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCode) -> Result<(), String> {
+    use mlua::ffi;
+    let chunks = ffi::lua_upvalueindex(INIT_CHUNKS);
+    let current = lock(&core.raw_loaded).get(code.entry.as_str()).is_some_and(|s| Arc::ptr_eq(s, &code.source));
+    push_str(state, &code.entry);
+    if current {
+        ffi::lua_rawget(state, chunks);
+        return Ok(());
+    }
+    let bytecode = core.chunks.bytecode(&code.source);
+    let name = std::ffi::CString::new(format!("={}", code.chunk_name)).map_err(|_| "bad chunk name")?;
+    if ffi::luau_load(state, name.as_ptr(), bytecode.as_ptr() as *const _, bytecode.len(), 0) != 0 {
+        let text = String::from_utf8_lossy(crate::convert::raw_bytes(state, -1)).into_owned();
+        ffi::lua_pop(state, 2);
+        return Err(text);
+    }
+    // stack: entry chunk -> chunks[entry] = chunk, the chunk left on top
+    ffi::lua_pushvalue(state, -1);
+    ffi::lua_insert(state, -3);
+    ffi::lua_rawset(state, chunks);
+    lock(&core.raw_loaded).insert(code.entry.clone(), code.source.clone());
+    Ok(())
+}
+
+/// `R.spawn(token, flags, entry, host, ...)` as a raw C function: a spawn without spawner
+/// options (those go through `R.spawn_with`). Returns the child's PID, or `nil, err`.
+unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int {
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core)));
+    // Level 2: past the prelude's spawner, the program that called it.
+    complete(state, outcome, Some(2))
+}
+
+unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
+    use mlua::ffi;
+    let top = ffi::lua_gettop(state);
+    let token = ffi::lua_tonumber(state, 1) as u32;
+    let flags = ffi::lua_tonumber(state, 2) as u8;
+    let string_at = |idx: c_int| -> Result<String, String> {
+        if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
+            return Err(format!("process.spawn: expected a string, got {}", type_name(state, idx)));
+        }
+        Ok(String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned())
+    };
+    let entry = string_at(3)?;
+    let host = string_at(4)?;
+    let mut args = Vec::with_capacity((top - 4).max(0) as usize);
+    let mut path = Vec::new();
+    for idx in 5..=top {
+        args.push(crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.spawn: {e}"))?);
+    }
+    let (parent, context, actor, scope) = {
+        let procs = lock(&core.procs);
+        let p = procs.get(&token).ok_or("process is not running")?;
+        (p.pid, p.context.clone(), p.actor.clone(), p.scope.clone())
+    };
+    let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
+    let request =
+        SpawnRequest { parent, entry, host, args, flags, name: None, context, messages: Vec::new(), actor, scope };
+    Ok(match core.kernel.spawn(request) {
+        Ok(child) => {
+            record_child(core, token, flags, child);
+            Reply::Str(core.kernel.render_pid(child))
+        }
+        Err(e) => Reply::NilErr(e),
+    })
+}
+
+/// What a parent keeps of a child it spawned monitored or linked.
+fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
+    if let Some(p) = lock(&core.procs).get_mut(&token) {
+        if flags.monitor {
+            p.monitoring.push(child);
+        }
+        if flags.link && !p.links.contains(&child) {
+            p.links.push(child);
+        }
+    }
 }
