@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -94,6 +95,9 @@ struct Core {
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
     shard: OnceLock<Weak<Shard>>,
+    /// The process whose code runs now: set by `R.next` before it hands a process to the driver
+    /// or resumes one, so callbacks like `process.send` need no token from Lua.
+    current: AtomicU32,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -240,6 +244,7 @@ impl Shard {
             raw_loaded: Mutex::new(FxHashMap::default()),
             steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
+            current: AtomicU32::new(u32::MAX),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -902,14 +907,14 @@ unsafe fn complete(
     ffi::lua_error(state)
 }
 
-/// `R.send(token, dest, topic, ...)` as a raw C function: reads its arguments straight off the
+/// `process.send(dest, topic, ...)` as a raw C function: reads its arguments straight off the
 /// stack and copies the payloads with the raw API, without mlua's per-call wrapping.
 unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int {
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send_from_stack(state, core)));
-    // Level 2: past `process.send` in the prelude, the program that called it.
-    complete(state, outcome, Some(2))
+    // `process.send` is this function: level 1 is the program that called it.
+    complete(state, outcome, Some(1))
 }
 
 unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
@@ -922,12 +927,12 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         std::str::from_utf8(crate::convert::raw_bytes(state, idx))
             .map_err(|_| format!("process.send: {what}, got bytes that are not UTF-8"))
     };
-    let token = ffi::lua_tonumber(state, 1) as u32;
+    let token = core.current.load(Ordering::Relaxed);
     // A process usually sends to the same PID again and again: the last one parsed is kept.
     let (from, cached) = {
         let procs = lock(&core.procs);
         let p = procs.get(&token).ok_or("process is not running")?;
-        let bytes = (ffi::lua_type(state, 2) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 2));
+        let bytes = (ffi::lua_type(state, 1) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 1));
         let cached = match (&p.last_dest, bytes) {
             (Some((text, pid)), Some(bytes)) if text.as_bytes() == bytes => Some(*pid),
             _ => None,
@@ -937,7 +942,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     let dest = match cached {
         Some(pid) => Dest::Pid(pid),
         None => {
-            let text = string_at(2, "destination must be a PID or a name")?;
+            let text = string_at(1, "destination must be a PID or a name")?;
             let dest = parse_dest(core, text);
             if let Dest::Pid(pid) = dest {
                 if let Some(p) = lock(&core.procs).get_mut(&token) {
@@ -947,13 +952,13 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             dest
         }
     };
-    let topic = string_at(3, "topic must be a string")?;
+    let topic = string_at(2, "topic must be a string")?;
     if topic.starts_with('@') {
         return Err(format!("process.send: topic `{topic}` is reserved"));
     }
-    let mut payloads = Vec::with_capacity((top - 3).max(0) as usize);
+    let mut payloads = Vec::with_capacity((top - 2).max(0) as usize);
     let mut path = Vec::new();
-    for idx in 4..=top {
+    for idx in 3..=top {
         let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
         payloads.push(value);
     }
@@ -1308,6 +1313,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         let Some(p) = procs.get_mut(&token) else {
             continue; // a wake-up for a process that already ended
         };
+        core.current.store(token, Ordering::Relaxed);
         if p.init.is_some() {
             ffi::lua_pushnumber(state, token as f64);
             ffi::lua_pushboolean(state, 1);
