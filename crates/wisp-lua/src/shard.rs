@@ -116,19 +116,12 @@ struct LocalProc {
     mailbox: Arc<Mailbox<Envelope>>,
     code: Arc<LuaCode>,
     init: Option<Vec<Value>>,
-    router: TopicRouter,
-    message_listeners: Vec<u32>,
-    next_listener: u32,
-    links: Vec<Pid>,
-    monitors: Vec<Pid>,
-    monitoring: Vec<Pid>,
-    trap_links: bool,
+    /// Listeners, links, monitors and timers: allocated when a process first has any.
+    extra: Option<Box<Extras>>,
     /// What `ctx` reads: given by the spawner, inherited by this process's own spawns.
     context: Option<Arc<Value>>,
     actor: Option<Arc<Value>>,
     scope: Option<Arc<Value>>,
-    timers: Vec<(u64, TimerId)>,
-    next_timer: u64,
     /// The main coroutine's `lua_State`, once started (kept alive by the driver's process record).
     main: usize,
     /// The main coroutine is parked in `R.recv`: the next inbox message resumes it from Rust.
@@ -136,14 +129,52 @@ struct LocalProc {
     /// The process has spawned coroutines: its main coroutine never parks (others may be ready).
     multi: bool,
     /// An envelope taken from the mailbox but not yet handled; it comes before the mailbox.
-    stash: Option<Envelope>,
+    stash: Option<Box<Envelope>>,
     /// The PID string this process last sent to, parsed.
     last_dest: Option<(Box<str>, Pid)>,
 }
 
+/// What many processes never use, kept out of line so an idle process stays small.
+#[derive(Default)]
+struct Extras {
+    router: TopicRouter,
+    message_listeners: Vec<u32>,
+    next_listener: u32,
+    links: Vec<Pid>,
+    monitors: Vec<Pid>,
+    monitoring: Vec<Pid>,
+    trap_links: bool,
+    timers: Vec<(u64, TimerId)>,
+    next_timer: u64,
+}
+
+static NO_EXTRAS: Extras = Extras {
+    router: TopicRouter::new(),
+    message_listeners: Vec::new(),
+    next_listener: 0,
+    links: Vec::new(),
+    monitors: Vec::new(),
+    monitoring: Vec::new(),
+    trap_links: false,
+    timers: Vec::new(),
+    next_timer: 0,
+};
+
 impl LocalProc {
+    fn extra(&self) -> &Extras {
+        self.extra.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    fn extra_mut(&mut self) -> &mut Extras {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
     fn next_envelope(&mut self) -> Option<Envelope> {
-        self.stash.take().or_else(|| self.mailbox.pop())
+        self.stash.take().map(|e| *e).or_else(|| self.mailbox.pop())
+    }
+
+    fn set_stash(&mut self, envelope: Envelope) {
+        self.stash = Some(Box::new(envelope));
     }
 
     fn has_pending(&self) -> bool {
@@ -557,11 +588,12 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
         "listen",
         lua.create_function(move |_, (token, topic, as_message): (u32, String, bool)| {
             with_proc(&c, token, |p| {
-                p.next_listener += 1;
-                let id = p.next_listener;
-                p.router.listen(&topic, ListenerId(id)).map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                let extra = p.extra_mut();
+                extra.next_listener += 1;
+                let id = extra.next_listener;
+                extra.router.listen(&topic, ListenerId(id)).map_err(|e| mlua::Error::runtime(e.to_string()))?;
                 if as_message {
-                    p.message_listeners.push(id);
+                    extra.message_listeners.push(id);
                 }
                 Ok(id)
             })?
@@ -573,8 +605,9 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
         "unlisten",
         lua.create_function(move |_, (token, topic): (u32, String)| {
             with_proc(&c, token, |p| {
-                if let Some(ListenerId(id)) = p.router.unlisten(&topic) {
-                    p.message_listeners.retain(|l| *l != id);
+                let extra = p.extra_mut();
+                if let Some(ListenerId(id)) = extra.router.unlisten(&topic) {
+                    extra.message_listeners.retain(|l| *l != id);
                 }
             })
         })?,
@@ -604,13 +637,13 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 (Err(_), Dest::Name(_)) => None,
             };
             with_proc(&c, token, |p| match (&signal, reached) {
-                (Signal::Monitor, Some(pid)) => p.monitoring.push(pid),
+                (Signal::Monitor, Some(pid)) => p.extra_mut().monitoring.push(pid),
                 (Signal::Demonitor, Some(pid)) => {
-                    remove_pid(&mut p.monitoring, pid);
+                    remove_pid(&mut p.extra_mut().monitoring, pid);
                 }
-                (Signal::Link, Some(pid)) if outcome.is_ok() => p.links.push(pid),
+                (Signal::Link, Some(pid)) if outcome.is_ok() => p.extra_mut().links.push(pid),
                 (Signal::Unlink, Some(pid)) => {
-                    remove_pid(&mut p.links, pid);
+                    remove_pid(&mut p.extra_mut().links, pid);
                 }
                 _ => {}
             })?;
@@ -667,7 +700,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
     r.set(
         "get_options",
         lua.create_function(move |lua, token: u32| {
-            let trap = with_proc(&c, token, |p| p.trap_links)?;
+            let trap = with_proc(&c, token, |p| p.extra().trap_links)?;
             let t = lua.create_table()?;
             t.set("trap_links", trap)?;
             Ok(t)
@@ -695,7 +728,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
             }
             with_proc(&c, token, |p| {
                 if let Some(t) = trap {
-                    p.trap_links = t;
+                    p.extra_mut().trap_links = t;
                 }
             })?;
             Ok(true)
@@ -709,8 +742,9 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
             let delay = parse_delay(&delay)?;
             let timers = c.timers.clone();
             with_proc(&c, token, move |p| {
-                p.next_timer += 1;
-                let id = p.next_timer;
+                let extra = p.extra_mut();
+                extra.next_timer += 1;
+                let id = extra.next_timer;
                 let mailbox = p.mailbox.clone();
                 let timer = timers.after(
                     delay,
@@ -719,7 +753,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                         let _ = mailbox.push(Envelope::Timer(id));
                     }),
                 );
-                p.timers.push((id, timer));
+                p.extra_mut().timers.push((id, timer));
                 id
             })
         })?,
@@ -729,8 +763,9 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
         "cancel_timer",
         lua.create_function(move |_, (token, id): (u32, u64)| {
             let timer = with_proc(&c, token, |p| {
-                let i = p.timers.iter().position(|(t, _)| *t == id)?;
-                Some(p.timers.swap_remove(i).1)
+                let timers = &mut p.extra_mut().timers;
+                let i = timers.iter().position(|(t, _)| *t == id)?;
+                Some(timers.swap_remove(i).1)
             })
             .ok()
             .flatten();
@@ -995,15 +1030,16 @@ fn merge_context(parent: Option<&Value>, added: Value) -> Value {
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 fn finish(core: &Core, p: Box<LocalProc>, result: ExitResult) {
-    for (_, timer) in &p.timers {
+    for (_, timer) in &p.extra().timers {
         core.timers.cancel(*timer);
     }
     let p = *p;
     let mut leftover = p.mailbox.close();
     if let Some(first) = p.stash {
-        leftover.insert(0, first);
+        leftover.insert(0, *first);
     }
-    core.kernel.exited(ProcessExit { pid: p.pid, result, links: p.links, monitors: p.monitors, leftover });
+    let extra = p.extra.map(|e| *e).unwrap_or_default();
+    core.kernel.exited(ProcessExit { pid: p.pid, result, links: extra.links, monitors: extra.monitors, leftover });
 }
 
 /// Pushes a payload as a fresh Lua value owned by the receiving process.
@@ -1141,7 +1177,7 @@ unsafe fn push_item(
     Ok(match envelope {
         Envelope::Message(m) => {
             let from = m.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
-            match p.router.route(&m.topic) {
+            match p.extra().router.route(&m.topic) {
                 Route::Inbox => {
                     let at = ffi::lua_gettop(state);
                     kind(K_MESSAGE);
@@ -1153,7 +1189,7 @@ unsafe fn push_item(
                     }
                 }
                 Route::Listener(ListenerId(id)) => {
-                    if p.message_listeners.contains(&id) {
+                    if p.extra().message_listeners.contains(&id) {
                         kind(K_LISTENER_MESSAGE);
                         let at = ffi::lua_gettop(state);
                         ffi::lua_pushnumber(state, id as f64);
@@ -1176,15 +1212,15 @@ unsafe fn push_item(
         Envelope::Event(event) => {
             match &event {
                 Event::Exit { from, .. } => {
-                    if !remove_pid(&mut p.monitoring, *from) {
+                    if !remove_pid(&mut p.extra_mut().monitoring, *from) {
                         return Ok(Pushed::Nothing);
                     }
                 }
                 Event::LinkDown { from, .. } => {
-                    if !remove_pid(&mut p.links, *from) {
+                    if !remove_pid(&mut p.extra_mut().links, *from) {
                         return Ok(Pushed::Nothing);
                     }
-                    if !p.trap_links {
+                    if !p.extra().trap_links {
                         return Ok(kill(&format!("linked process failed: {}", core.kernel.render_pid(*from))));
                     }
                 }
@@ -1198,21 +1234,21 @@ unsafe fn push_item(
         }
         Envelope::Signal { from, signal } => match signal {
             Signal::Link => {
-                if !p.links.contains(&from) {
-                    p.links.push(from);
+                if !p.extra().links.contains(&from) {
+                    p.extra_mut().links.push(from);
                 }
                 Pushed::Nothing
             }
             Signal::Unlink => {
-                remove_pid(&mut p.links, from);
+                remove_pid(&mut p.extra_mut().links, from);
                 Pushed::Nothing
             }
             Signal::Monitor => {
-                p.monitors.push(from);
+                p.extra_mut().monitors.push(from);
                 Pushed::Nothing
             }
             Signal::Demonitor => {
-                remove_pid(&mut p.monitors, from);
+                remove_pid(&mut p.extra_mut().monitors, from);
                 Pushed::Nothing
             }
             Signal::Terminate => kill("terminated"),
@@ -1225,10 +1261,10 @@ unsafe fn push_item(
             }
         },
         Envelope::Timer(id) => {
-            let Some(i) = p.timers.iter().position(|(t, _)| *t == id) else {
+            let Some(i) = p.extra().timers.iter().position(|(t, _)| *t == id) else {
                 return Ok(Pushed::Nothing);
             };
-            p.timers.swap_remove(i);
+            p.extra_mut().timers.swap_remove(i);
             kind(K_TIMER);
             ffi::lua_pushnumber(state, id as f64);
             ffi::lua_pushnil(state);
@@ -1326,7 +1362,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                     wait_or_requeue(core, token);
                     continue;
                 }
-                Some(Envelope::Message(m)) if matches!(p.router.route(&m.topic), Route::Inbox) => {
+                Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => {
                     p.parked = false;
                     let co = p.main as *mut ffi::lua_State;
                     drop(procs);
@@ -1337,7 +1373,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 }
                 // Events, signals and listener messages go through the driver; the inbox
                 // message after them resumes the parked coroutine on a later step.
-                Some(other) => p.stash = Some(other),
+                Some(other) => p.set_stash(other),
             }
         }
         ffi::lua_pushnumber(state, token as f64);
@@ -1347,9 +1383,9 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             let Some(envelope) = p.next_envelope() else { break };
             if p.parked {
                 if let Envelope::Message(m) = &envelope {
-                    if matches!(p.router.route(&m.topic), Route::Inbox) {
+                    if matches!(p.extra().router.route(&m.topic), Route::Inbox) {
                         // The parked coroutine takes it itself, in order.
-                        p.stash = Some(envelope);
+                        p.set_stash(envelope);
                         break;
                     }
                 }
@@ -1445,9 +1481,9 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             return Ok(Received::Nothing);
         };
         match p.next_envelope() {
-            Some(Envelope::Message(m)) if matches!(p.router.route(&m.topic), Route::Inbox) => m,
+            Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => m,
             Some(other) => {
-                p.stash = Some(other);
+                p.set_stash(other);
                 return Ok(Received::Nothing);
             }
             None if !p.multi && p.main == state as usize => {
@@ -1533,18 +1569,11 @@ fn admit_pending(core: &Core) {
                     mailbox: a.mailbox,
                     code: a.code,
                     init: Some(a.args),
-                    router: TopicRouter::default(),
-                    message_listeners: Vec::new(),
-                    next_listener: 0,
-                    links: a.links,
-                    monitors: a.monitors,
-                    monitoring: Vec::new(),
-                    trap_links: false,
+                    extra: (!a.links.is_empty() || !a.monitors.is_empty())
+                        .then(|| Box::new(Extras { links: a.links, monitors: a.monitors, ..Extras::default() })),
                     context: a.context,
                     actor: a.actor,
                     scope: a.scope,
-                    timers: Vec::new(),
-                    next_timer: 0,
                     main: 0,
                     parked: false,
                     multi: false,
@@ -1711,10 +1740,10 @@ unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Res
 fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
     if let Some(p) = lock(&core.procs).get_mut(&token) {
         if flags.monitor {
-            p.monitoring.push(child);
+            p.extra_mut().monitoring.push(child);
         }
-        if flags.link && !p.links.contains(&child) {
-            p.links.push(child);
+        if flags.link && !p.extra().links.contains(&child) {
+            p.extra_mut().links.push(child);
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxBuildHasher;
+
 /// Identifies a listener registered by the owning process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenerId(pub u32);
@@ -24,10 +26,15 @@ pub struct AlreadyListening {
 /// Exact-topic listeners; unknown topics fall back to the inbox.
 #[derive(Debug, Default)]
 pub struct TopicRouter {
-    listeners: HashMap<String, ListenerId>,
+    listeners: HashMap<String, ListenerId, FxBuildHasher>,
 }
 
 impl TopicRouter {
+    /// A router with no listeners (allocates nothing).
+    pub const fn new() -> TopicRouter {
+        TopicRouter { listeners: HashMap::with_hasher(FxBuildHasher) }
+    }
+
     /// Routes `topic` to `id`; fails if the topic already has a listener.
     pub fn listen(&mut self, topic: &str, id: ListenerId) -> Result<(), AlreadyListening> {
         if let Some(&existing) = self.listeners.get(topic) {
