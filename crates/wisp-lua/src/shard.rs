@@ -414,14 +414,25 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     let message_mt: Table = prelude.get("message_mt")?;
     let parked: Table = prelude.get("parked")?;
-    r.set("next", raw_callback(&lua, core, raw_next, c"next", vec![LuaValue::Table(message_mt.clone())])?)?;
-    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(message_mt), LuaValue::Table(parked)])?;
+    let recv = raw_callback(
+        &lua,
+        core,
+        raw_recv,
+        c"recv",
+        vec![LuaValue::Table(message_mt.clone()), LuaValue::Table(parked)],
+    )?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
-    let chunks = lua.create_table()?;
     let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
-    let init_upvalues =
-        vec![LuaValue::Function(body), LuaValue::Table(env_mt), LuaValue::Table(chunks), preempt_handle];
-    r.set("init", raw_callback(&lua, core, raw_init, c"init", init_upvalues)?)?;
+    // In the order of the NEXT_* upvalue indices.
+    let next_upvalues = vec![
+        LuaValue::Table(message_mt),
+        LuaValue::Function(body),
+        LuaValue::Table(env_mt),
+        LuaValue::Table(lua.create_table()?),
+        preempt_handle,
+        LuaValue::Table(prelude.get::<Table>("procs")?),
+    ];
+    r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
 }
 
@@ -474,6 +485,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
     r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
     r.set("pid", raw_callback(lua, core, raw_pid, c"pid", Vec::new())?)?;
+    r.set("self", raw_callback(lua, core, raw_self, c"self", Vec::new())?)?;
 
     r.set("spawn", raw_callback(lua, core, raw_spawn, c"spawn", Vec::new())?)?;
     let c = core.clone();
@@ -1351,9 +1363,11 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         };
         core.current.store(token, Ordering::Relaxed);
         if p.init.is_some() {
-            ffi::lua_pushnumber(state, token as f64);
-            ffi::lua_pushboolean(state, 1);
-            return Ok(2);
+            drop(procs);
+            match start_process(state, core, token)? {
+                Some(results) => return Ok(results),
+                None => continue,
+            }
         }
         if p.parked {
             match p.next_envelope() {
@@ -1414,7 +1428,7 @@ unsafe fn resume_parked(
     message: &Message,
 ) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    push_message(state, core, message, ffi::lua_upvalueindex(2))?;
+    push_message(state, core, message, ffi::lua_upvalueindex(NEXT_MESSAGE_MT))?;
     // What R.recv yielded (its PARKED marker) is still on the coroutine's stack.
     ffi::lua_settop(co, 0);
     ffi::lua_xmove(state, co, 1);
@@ -1424,16 +1438,7 @@ unsafe fn resume_parked(
         wait_or_requeue(core, token);
         return Ok(None);
     }
-    let ok = status == ffi::LUA_OK || status == ffi::LUA_YIELD;
-    let results = if ok { ffi::lua_gettop(co) } else { 1 };
-    if ffi::lua_checkstack(state, results + 3) == 0 {
-        return Err("out of Lua stack".into());
-    }
-    ffi::lua_pushnumber(state, token as f64);
-    ffi::lua_pushboolean(state, 0);
-    ffi::lua_pushboolean(state, ok as c_int);
-    ffi::lua_xmove(co, state, results);
-    Ok(Some(results + 3))
+    Ok(Some(hand_to_driver(state, token, co, status)?))
 }
 
 /// A process that has nothing to do waits for its mailbox; if something is already there, it
@@ -1526,6 +1531,20 @@ unsafe extern "C-unwind" fn raw_pid(state: *mut mlua::ffi::lua_State) -> c_int {
     1
 }
 
+/// `R.self()`: the PID string of the running process (rendered when first asked for).
+unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int {
+    use mlua::ffi;
+    // SAFETY: the upvalue was set to the shard's Core when the function was created.
+    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    let pid = lock(&core.procs).get(&core.current.load(Ordering::Relaxed)).map(|p| p.pid);
+    let text = pid.map(|pid| core.kernel.render_pid(pid));
+    match text {
+        Some(text) => push_str(state, &text),
+        None => ffi::lua_pushnil(state),
+    }
+    1
+}
+
 /// Pushes an inbox message as a Lua program sees it: `{topic, from, value, multi}` with the
 /// Message metatable found at `mt`.
 unsafe fn push_message(
@@ -1590,86 +1609,144 @@ fn slice_over(steps_left: usize, deadline: Instant) -> bool {
     steps_left == 0 || Instant::now() >= deadline
 }
 
-/// Upvalues of `R.init` after the Core: the driver's `body`, the environment metatable, the
-/// table of loaded chunks by entry, and the shard's preemption counter.
-const INIT_BODY: c_int = 2;
-const INIT_ENV_MT: c_int = 3;
-const INIT_CHUNKS: c_int = 4;
-const INIT_PREEMPT: c_int = 5;
+/// Upvalues of `R.next` after the Core: the Message metatable, the driver's `body`, the
+/// environment metatable, the table of loaded chunks by entry, the shard's preemption counter
+/// and the driver's table of process records.
+const NEXT_MESSAGE_MT: c_int = 2;
+const NEXT_BODY: c_int = 3;
+const NEXT_ENV_MT: c_int = 4;
+const NEXT_CHUNKS: c_int = 5;
+const NEXT_PREEMPT: c_int = 6;
+const NEXT_PROCS: c_int = 7;
 
-/// `R.init(token)` as a raw C function: creates the coroutine of a newly admitted process and
-/// returns `pid, co, chunk, method, args...` for the driver's `start`; nothing when the process
-/// is gone or its code did not load (it has then ended with that error).
-unsafe extern "C-unwind" fn raw_init(state: *mut mlua::ffi::lua_State) -> c_int {
+/// Starts a newly admitted process: makes its coroutine and the driver's record of it, and runs
+/// it up to its first wait. Like [`resume_parked`], returns `None` when the step is over (it
+/// parked on its inbox, returned a value, or its code did not load) and otherwise the values
+/// pushed for the driver (`token, false, ok, results...`).
+unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u32) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
-    let token = ffi::lua_tonumber(state, 1) as u32;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| init_onto_stack(state, core, token)));
-    match outcome {
-        Ok(Ok(results)) => results,
-        Ok(Err(load_error)) => {
-            if let Some(p) = lock(&core.procs).remove(&token) {
-                finish(core, p, ExitResult::Error(load_error));
-            }
-            0
-        }
-        Err(panic) => complete(state, Err(panic), None),
-    }
-}
-
-unsafe fn init_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core, token: u32) -> Result<c_int, String> {
-    use mlua::ffi;
-    let taken = lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), p.pid, args)));
-    let Some((code, pid, args)) = taken else {
-        return Ok(0);
+    let taken = lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), args)));
+    let Some((code, args)) = taken else {
+        return Ok(None);
     };
-    if ffi::lua_checkstack(state, 8 + args.len() as c_int) == 0 {
-        return Err("out of Lua stack".into());
-    }
     let base = ffi::lua_gettop(state);
-    push_chunk(state, core, &code)?;
+    if let Err(load_error) = push_chunk(state, core, &code) {
+        if let Some(p) = lock(&core.procs).remove(&token) {
+            finish(core, p, ExitResult::Error(load_error));
+        }
+        return Ok(None);
+    }
     let chunk = base + 1;
     // The coroutine, with a fresh global table reading through to the shard's globals.
     let co = ffi::lua_newthread(state);
+    if ffi::lua_checkstack(co, 4 + args.len() as c_int) == 0 {
+        return Err("out of Lua stack".into());
+    }
     ffi::lua_createtable(state, 0, 0);
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(INIT_ENV_MT));
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(NEXT_ENV_MT));
     ffi::lua_setmetatable(state, -2);
     ffi::lua_setsafeenv(state, -1, 1);
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
-    // Its body function, then the chunk cloned so that it sees the new globals.
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(INIT_BODY));
+    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(NEXT_PREEMPT)));
+    // The driver's record: `ext` counts what can wake the process from outside (waits on
+    // external channels, timers); `rh`/`rt` bound its run queue of ready coroutines.
+    ffi::lua_createtable(state, 0, 8);
+    let record = base + 3;
+    ffi::lua_pushnumber(state, token as f64);
+    ffi::lua_rawsetfield(state, record, c"token".as_ptr());
+    ffi::lua_pushvalue(state, base + 2);
+    ffi::lua_rawsetfield(state, record, c"main".as_ptr());
+    for (field, value) in [(c"rh", 1.0), (c"rt", 0.0), (c"ext", 0.0)] {
+        ffi::lua_pushnumber(state, value);
+        ffi::lua_rawsetfield(state, record, field.as_ptr());
+    }
+    ffi::lua_pushvalue(state, record);
+    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
+    // body(record, chunk cloned into the new globals, method, args...)
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(NEXT_BODY));
+    ffi::lua_xmove(state, co, 1);
+    ffi::lua_pushvalue(state, record);
     ffi::lua_xmove(state, co, 1);
     ffi::lua_pushvalue(state, chunk);
     ffi::lua_xmove(state, co, 1);
     ffi::lua_clonefunction(co, -1);
     ffi::lua_remove(co, -2);
-    ffi::lua_xmove(co, state, 1);
-    ffi::lua_settop(co, 1);
-    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(INIT_PREEMPT)));
-    // stack: chunk co clone -> pid co clone method args...
-    ffi::lua_remove(state, chunk);
-    push_str(state, &core.kernel.render_pid(pid));
-    ffi::lua_insert(state, base + 1);
-    push_str(state, &code.method);
+    push_str(co, &code.method);
     for v in &args {
-        push_value(state, v)?;
+        push_value(co, v)?;
     }
+    drop(args);
     if let Some(p) = lock(&core.procs).get_mut(&token) {
         p.main = co as usize;
-        // Its mailbox is drained from its next step on.
-        if p.has_pending() {
-            lock(&core.ready).push_back(token);
-        }
     }
-    Ok(ffi::lua_gettop(state) - base)
+    let status = ffi::lua_resume_(co, state, ffi::lua_gettop(co) - 1);
+    let outcome = first_run_outcome(state, core, token, co, status, record);
+    if outcome.is_none() {
+        ffi::lua_settop(state, base);
+        return Ok(None);
+    }
+    ffi::lua_settop(state, base);
+    Ok(Some(hand_to_driver(state, token, co, status)?))
+}
+
+/// What the first run of a process came to, when Rust can settle it: parked on its inbox, or
+/// returned a value with no other coroutine to close. `Some(())` when the driver must take over.
+unsafe fn first_run_outcome(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    token: u32,
+    co: *mut mlua::ffi::lua_State,
+    status: c_int,
+    record: c_int,
+) -> Option<()> {
+    use mlua::ffi;
+    let (parked, multi) = lock(&core.procs).get(&token).map(|p| (p.parked, p.multi))?;
+    if status == ffi::LUA_YIELD && parked {
+        ffi::lua_pushboolean(state, 1);
+        ffi::lua_rawsetfield(state, record, c"recv".as_ptr());
+        wait_or_requeue(core, token);
+        return None;
+    }
+    // `return nil, err` is an error exit: the driver words it.
+    let nil_or_false = |idx: c_int| ffi::lua_type(co, idx) <= ffi::LUA_TBOOLEAN && ffi::lua_toboolean(co, idx) == 0;
+    let error_pair = ffi::lua_gettop(co) >= 2 && nil_or_false(1) && ffi::lua_type(co, 2) != ffi::LUA_TNIL;
+    if status != ffi::LUA_OK || multi || error_pair {
+        return Some(());
+    }
+    let result = if ffi::lua_gettop(co) == 0 { ExitResult::Value(Value::Nil) } else { result_at(co, false, 1) };
+    ffi::lua_pushnil(state);
+    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
+    if let Some(p) = lock(&core.procs).remove(&token) {
+        finish(core, p, result);
+    }
+    None
+}
+
+/// Pushes `token, false, ok, results...` for the driver, moving the coroutine's results.
+unsafe fn hand_to_driver(
+    state: *mut mlua::ffi::lua_State,
+    token: u32,
+    co: *mut mlua::ffi::lua_State,
+    status: c_int,
+) -> Result<c_int, String> {
+    use mlua::ffi;
+    let ok = status == ffi::LUA_OK || status == ffi::LUA_YIELD;
+    let results = if ok { ffi::lua_gettop(co) } else { 1 };
+    if ffi::lua_checkstack(state, results + 3) == 0 {
+        return Err("out of Lua stack".into());
+    }
+    ffi::lua_pushnumber(state, token as f64);
+    ffi::lua_pushboolean(state, 0);
+    ffi::lua_pushboolean(state, ok as c_int);
+    ffi::lua_xmove(co, state, results);
+    Ok(results + 3)
 }
 
 /// Pushes the entry's compiled chunk, loading it on first use (or when its source changed).
 unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCode) -> Result<(), String> {
     use mlua::ffi;
-    let chunks = ffi::lua_upvalueindex(INIT_CHUNKS);
+    let chunks = ffi::lua_upvalueindex(NEXT_CHUNKS);
     let current = lock(&core.raw_loaded).get(code.entry.as_str()).is_some_and(|s| Arc::ptr_eq(s, &code.source));
     push_str(state, &code.entry);
     if current {
