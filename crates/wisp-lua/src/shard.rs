@@ -487,7 +487,16 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
     r.set("pid", raw_callback(lua, core, raw_pid, c"pid", Vec::new())?)?;
     r.set("self", raw_callback(lua, core, raw_self, c"self", Vec::new())?)?;
 
-    r.set("spawn", raw_callback(lua, core, raw_spawn, c"spawn", Vec::new())?)?;
+    // `R.spawn[flags]` is `process.spawn*` itself (errors name its caller); `R.spawn.exec`, a
+    // monitored spawn for `process.exec`, whose errors name exec's caller.
+    let spawners = lua.create_table()?;
+    for flags in 0..4u8 {
+        let upvalues = vec![LuaValue::Number(flags as f64), LuaValue::Number(1.0)];
+        spawners.raw_set(flags, raw_callback(lua, core, raw_spawn, c"spawn", upvalues)?)?;
+    }
+    let exec_upvalues = vec![LuaValue::Number(1.0), LuaValue::Number(2.0)];
+    spawners.raw_set("exec", raw_callback(lua, core, raw_spawn, c"spawn", exec_upvalues)?)?;
+    r.set("spawn", spawners)?;
     let c = core.clone();
     r.set(
         "spawn_with",
@@ -1768,34 +1777,36 @@ unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCo
     Ok(())
 }
 
-/// `R.spawn(token, flags, entry, host, ...)` as a raw C function: a spawn without spawner
-/// options (those go through `R.spawn_with`). Returns the child's PID, or `nil, err`.
+/// `process.spawn*(entry, host, ...)` as a raw C function; upvalues: the spawn flags (1 monitor,
+/// 2 link) and the level of the Lua frame its errors name. A spawn without spawner options
+/// (those go through `R.spawn_with`). Returns the child's PID, or `nil, err`.
 unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int {
+    use mlua::ffi;
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core)));
-    // Level 2: past the prelude's spawner, the program that called it.
-    complete(state, outcome, Some(2))
+    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    let flags = ffi::lua_tonumber(state, ffi::lua_upvalueindex(2)) as u8;
+    let level = ffi::lua_tonumber(state, ffi::lua_upvalueindex(3)) as c_int;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core, flags)));
+    complete(state, outcome, Some(level))
 }
 
-unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
+unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core, flags: u8) -> Result<Reply, String> {
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
-    let token = ffi::lua_tonumber(state, 1) as u32;
-    let flags = ffi::lua_tonumber(state, 2) as u8;
-    let string_at = |idx: c_int| -> Result<String, String> {
+    let string_at = |idx: c_int, what: &str| -> Result<String, String> {
         if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
-            return Err(format!("process.spawn: expected a string, got {}", type_name(state, idx)));
+            return Err(format!("process.spawn: the {what} must be a string, got {}", type_name(state, idx)));
         }
         Ok(String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned())
     };
-    let entry = string_at(3)?;
-    let host = string_at(4)?;
-    let mut args = Vec::with_capacity((top - 4).max(0) as usize);
+    let entry = string_at(1, "entry")?;
+    let host = string_at(2, "host")?;
+    let mut args = Vec::with_capacity((top - 2).max(0) as usize);
     let mut path = Vec::new();
-    for idx in 5..=top {
+    for idx in 3..=top {
         args.push(crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.spawn: {e}"))?);
     }
+    let token = core.current.load(Ordering::Relaxed);
     let (parent, context, actor, scope) = {
         let procs = lock(&core.procs);
         let p = procs.get(&token).ok_or("process is not running")?;
