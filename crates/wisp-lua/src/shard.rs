@@ -1658,18 +1658,13 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
     ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(NEXT_PREEMPT)));
-    // The driver's record: `ext` counts what can wake the process from outside (waits on
-    // external channels, timers); `rh`/`rt` bound its run queue of ready coroutines.
-    ffi::lua_createtable(state, 0, 8);
+    // The driver's record (see `make_ready` in the prelude for the fields that come later).
+    ffi::lua_createtable(state, 0, 4);
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
     ffi::lua_rawsetfield(state, record, c"token".as_ptr());
     ffi::lua_pushvalue(state, base + 2);
     ffi::lua_rawsetfield(state, record, c"main".as_ptr());
-    for (field, value) in [(c"rh", 1.0), (c"rt", 0.0), (c"ext", 0.0)] {
-        ffi::lua_pushnumber(state, value);
-        ffi::lua_rawsetfield(state, record, field.as_ptr());
-    }
     ffi::lua_pushvalue(state, record);
     ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
     // body(record, chunk cloned into the new globals, method, args...)
