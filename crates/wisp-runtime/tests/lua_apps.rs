@@ -1368,11 +1368,86 @@ function modes.leaves_coroutine()
 	end)
 	return "main done"
 end
-local function main(mode: string)
-	return modes[mode]()
+-- Parks on its inbox, then busy-loops long enough to be preempted, then answers and parks again.
+function modes.busy_after_park(parent: string)
+	local inbox = process.inbox()
+	for _ = 1, 3 do
+		local n = inbox:receive():payload():data()
+		local x = 0
+		for i = 1, n do
+			x += i % 7
+		end
+		process.send(parent, "done", x)
+	end
+	return "busy done"
+end
+-- A second coroutine takes inbox messages while the main one waits on a local channel.
+function modes.inbox_in_coroutine()
+	local results = channel.new(10)
+	coroutine.spawn(function()
+		local inbox = process.inbox()
+		for _ = 1, 3 do
+			results:send(inbox:receive():payload():data())
+		end
+	end)
+	local sum = 0
+	for _ = 1, 3 do
+		sum += results:receive()
+	end
+	return sum
+end
+local function main(mode: string, ...)
+	return modes[mode](...)
 end
 return { main = main }
 "#;
+
+semantics_rows! {
+    a_parked_process_resumed_from_rust_can_be_preempted_and_park_again: r#"
+local function main()
+	local child = process.spawn_monitored("app:helpers", "app:processes", "busy_after_park", process.pid())
+	local inbox = process.inbox()
+	local expected = 0
+	for i = 1, 2000000 do
+		expected += i % 7
+	end
+	for _ = 1, 3 do
+		assert(process.send(child, "n", 2000000))
+		local got = inbox:receive():payload():data()
+		assert(got == expected, "got " .. tostring(got))
+	end
+	local ev = process.events():receive()
+	assert(ev.kind == process.event.EXIT and ev.result.value == "busy done", tostring(ev.result.error))
+	return "ok"
+end
+return { main = main }
+"#;
+    a_coroutine_other_than_main_receives_from_the_inbox: r#"
+local function main()
+	local child = process.spawn_monitored("app:helpers", "app:processes", "inbox_in_coroutine")
+	for i = 1, 3 do
+		assert(process.send(child, "n", i * 10))
+	end
+	local ev = process.events():receive()
+	assert(ev.kind == process.event.EXIT and ev.result.value == 60, tostring(ev.result.error or ev.result.value))
+	return "ok"
+end
+return { main = main }
+"#;
+    terminate_reaches_a_parked_process: r#"
+local function main()
+	local child = process.spawn_monitored("app:sleeper", "app:processes")
+	-- a round trip through another process so the sleeper has surely parked
+	assert(process.exec("app:returns", "app:processes", 1) == 2)
+	assert(process.send(child, "wake", 1))
+	assert(process.terminate(child) == true)
+	local ev = process.events():receive()
+	assert(ev.kind == process.event.EXIT and ev.result.error == "terminated", tostring(ev.result.error))
+	return "ok"
+end
+return { main = main }
+"#;
+}
 
 semantics_rows! {
     argument_errors_name_the_calling_line: r#"
