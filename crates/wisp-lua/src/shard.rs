@@ -1830,3 +1830,38 @@ fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
         }
     }
 }
+
+#[cfg(test)]
+mod ready_queue_tests {
+    use super::*;
+
+    #[test]
+    fn the_lifo_slot_goes_first_but_not_forever() {
+        let mut q = ReadyQueue::default();
+        q.push_back(1);
+        q.push_back(2);
+        // Each wake-up from the shard itself takes the slot; the one it displaces queues.
+        let mut order = Vec::new();
+        for woken in 10..16 {
+            q.push_lifo(woken);
+            order.push(q.pop().expect("not empty"));
+        }
+        // Three LIFO turns, then the queue's head, and so on.
+        assert_eq!(order, vec![10, 11, 12, 1, 14, 15]);
+        assert_eq!(q.len(), 2);
+        let rest: Vec<u32> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, vec![2, 13]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn push_lifo_keeps_the_displaced_token() {
+        let mut q = ReadyQueue::default();
+        q.push_lifo(1);
+        q.push_lifo(2);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(), Some(2));
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), None);
+    }
+}

@@ -11,6 +11,8 @@
 //!
 //! A worker looks for its next task in this order:
 //!
+//! 0. the task in its LIFO slot, the last one it scheduled itself, at most
+//!    [`take_lifo`] times in a row; that slot cannot be stolen;
 //! 1. every [`GLOBAL_POLL_INTERVAL`] tasks, the injector first (see
 //!    [`should_check_global`]), so a worker busy with self-rescheduling local
 //!    tasks cannot starve the injector;
@@ -123,6 +125,8 @@ struct Idle {
 struct WorkerContext {
     pool_id: usize,
     local: Worker<TaskRef>,
+    /// The task this worker scheduled last, run right after the current one (see `Handle::schedule`).
+    lifo: RefCell<Option<TaskRef>>,
 }
 
 thread_local! {
@@ -202,14 +206,26 @@ impl fmt::Debug for Pool {
 }
 
 impl Handle {
-    /// Queue a task. On a worker thread of this same pool it goes to that worker's local queue (cache locality);
-    /// from any other thread it goes to the pool's global injector. Wakes one parked worker if any is parked.
+    /// Queue a task. On a worker thread of this same pool it goes to that worker's LIFO slot and
+    /// runs right after the current task, on the same core (a message's receiver runs while the
+    /// message is in cache; a chain of hand-offs does not migrate between workers); a task the
+    /// slot already held moves to the local queue, where other workers may steal it. From any
+    /// other thread it goes to the pool's global injector. Wakes one parked worker if there is
+    /// new stealable work.
     pub fn schedule(&self, task: Arc<dyn Task>) {
         if self.shared.is_shut_down() {
             return;
         }
         match self.current_worker() {
-            Some(worker) => worker.local.push(task),
+            Some(worker) => {
+                // The newest task takes the LIFO slot; the one it displaces becomes stealable.
+                let displaced = worker.lifo.borrow_mut().replace(task);
+                match displaced {
+                    Some(previous) => worker.local.push(previous),
+                    // Nothing another worker could take: this worker runs the slot next.
+                    None => return,
+                }
+            }
             None => self.shared.injector.push(task),
         }
         self.shared.wake_one();
@@ -370,13 +386,29 @@ impl Shared {
 }
 
 fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
-    let context = Rc::new(WorkerContext { pool_id: shared.id(), local });
+    let context = Rc::new(WorkerContext { pool_id: shared.id(), local, lifo: RefCell::new(None) });
     CURRENT_WORKER.with(|current| *current.borrow_mut() = Some(context.clone()));
     let mut random = XorShift::seeded(index);
     let mut tick: u32 = 0;
     let mut idle_rounds = 0;
+    let mut lifo_streak = 0;
     while !shared.is_shut_down() {
-        match shared.find_task(index, &context.local, tick, &mut random) {
+        let slot = context.lifo.borrow_mut().take();
+        let next = match slot {
+            Some(task) if take_lifo(lifo_streak) => {
+                lifo_streak += 1;
+                Some(task)
+            }
+            other => {
+                if let Some(task) = other {
+                    // Too many in a row: let the queues have a turn.
+                    context.local.push(task);
+                }
+                lifo_streak = 0;
+                shared.find_task(index, &context.local, tick, &mut random)
+            }
+        };
+        match next {
             Some(task) => {
                 idle_rounds = 0;
                 tick = tick.wrapping_add(1);
@@ -393,9 +425,18 @@ fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
         }
     }
     CURRENT_WORKER.with(|current| current.borrow_mut().take());
+    drop(context.lifo.borrow_mut().take());
     while let Some(task) = context.local.pop() {
         drop(task);
     }
+}
+
+/// Tasks a worker runs from its LIFO slot in a row before it looks at its queues (as tokio).
+const MAX_LIFO_STREAK: u32 = 3;
+
+/// Whether the task in the LIFO slot runs next, after `streak` LIFO runs in a row.
+pub fn take_lifo(streak: u32) -> bool {
+    streak < MAX_LIFO_STREAK
 }
 
 /// Rounds of looking for work an idle worker makes before it parks: about 20-50 µs. A message
@@ -484,6 +525,45 @@ mod tests {
         assert!(should_check_global(0));
         assert!(!should_check_global(1));
         assert!(should_check_global(GLOBAL_POLL_INTERVAL));
+    }
+
+    #[test]
+    fn lifo_and_spin_policies() {
+        for (streak, expected) in [(0, true), (MAX_LIFO_STREAK - 1, true), (MAX_LIFO_STREAK, false)] {
+            assert_eq!(take_lifo(streak), expected, "take_lifo({streak})");
+        }
+        for (rounds, expected) in [(0, true), (SPIN_ROUNDS - 1, true), (SPIN_ROUNDS, false)] {
+            assert_eq!(keep_spinning(rounds), expected, "keep_spinning({rounds})");
+        }
+    }
+
+    /// Schedules `next` from its worker and reports the worker thread it ran on.
+    struct Hop {
+        handle: Handle,
+        next: Option<Arc<Hop>>,
+        ran_on: Mutex<mpsc::Sender<thread::ThreadId>>,
+    }
+
+    impl Task for Hop {
+        fn run(self: Arc<Self>) {
+            if let Some(next) = &self.next {
+                self.handle.schedule(next.clone());
+            }
+            let _ = self.ran_on.lock().unwrap_or_else(PoisonError::into_inner).send(thread::current().id());
+        }
+    }
+
+    #[test]
+    fn a_task_scheduled_from_a_worker_runs_next_on_that_worker() {
+        let pool = pool(2);
+        let (ran_on, threads) = mpsc::channel();
+        let second = Arc::new(Hop { handle: pool.handle(), next: None, ran_on: Mutex::new(ran_on.clone()) });
+        let first = Arc::new(Hop { handle: pool.handle(), next: Some(second), ran_on: Mutex::new(ran_on) });
+        pool.handle().schedule(first);
+        let a = threads.recv_timeout(TIMEOUT).expect("first task did not run");
+        let b = threads.recv_timeout(TIMEOUT).expect("second task did not run");
+        assert_eq!(a, b, "the LIFO slot cannot be stolen: the same worker runs both");
+        pool.shutdown();
     }
 
     #[test]
