@@ -1426,9 +1426,9 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
 }
 
 /// Resumes a main coroutine parked in `R.recv` with its next inbox message, without the driver.
-/// Returns `None` when it parked again (the step is over), or the number of values pushed for
-/// the driver (`token, false, ok, results...`) when it did anything else: blocked on a channel,
-/// was preempted, returned or failed.
+/// Returns `None` when the step is over (it parked again, or returned a value: see
+/// [`settle_return`]), or the number of values pushed for the driver (`token, false, ok,
+/// results...`) when it did anything else: blocked on a channel, was preempted or failed.
 unsafe fn resume_parked(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
@@ -1445,6 +1445,9 @@ unsafe fn resume_parked(
     let parked_again = status == ffi::LUA_YIELD && lock(&core.procs).get(&token).is_some_and(|p| p.parked);
     if parked_again {
         wait_or_requeue(core, token);
+        return Ok(None);
+    }
+    if settle_return(state, core, token, co, status) {
         return Ok(None);
     }
     Ok(Some(hand_to_driver(state, token, co, status)?))
@@ -1705,18 +1708,36 @@ unsafe fn first_run_outcome(
     record: c_int,
 ) -> Option<()> {
     use mlua::ffi;
-    let (parked, multi) = lock(&core.procs).get(&token).map(|p| (p.parked, p.multi))?;
+    let parked = lock(&core.procs).get(&token).map(|p| p.parked)?;
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
         ffi::lua_rawsetfield(state, record, c"recv".as_ptr());
         wait_or_requeue(core, token);
         return None;
     }
-    // `return nil, err` is an error exit: the driver words it.
+    if settle_return(state, core, token, co, status) {
+        return None;
+    }
+    Some(())
+}
+
+/// Ends a process whose main coroutine returned a value, when it has no other coroutine to
+/// close: its record and `LocalProc` go, and the kernel hears of the exit, without the driver.
+/// Returns false (nothing done) for anything else, including `return nil, err` (an error exit
+/// the driver words).
+unsafe fn settle_return(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    token: u32,
+    co: *mut mlua::ffi::lua_State,
+    status: c_int,
+) -> bool {
+    use mlua::ffi;
+    let multi = lock(&core.procs).get(&token).is_none_or(|p| p.multi);
     let nil_or_false = |idx: c_int| ffi::lua_type(co, idx) <= ffi::LUA_TBOOLEAN && ffi::lua_toboolean(co, idx) == 0;
     let error_pair = ffi::lua_gettop(co) >= 2 && nil_or_false(1) && ffi::lua_type(co, 2) != ffi::LUA_TNIL;
     if status != ffi::LUA_OK || multi || error_pair {
-        return Some(());
+        return false;
     }
     let result = if ffi::lua_gettop(co) == 0 { ExitResult::Value(Value::Nil) } else { result_at(co, false, 1) };
     ffi::lua_pushnil(state);
@@ -1724,7 +1745,7 @@ unsafe fn first_run_outcome(
     if let Some(p) = lock(&core.procs).remove(&token) {
         finish(core, p, result);
     }
-    None
+    true
 }
 
 /// Pushes `token, false, ok, results...` for the driver, moving the coroutine's results.
