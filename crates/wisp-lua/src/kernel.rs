@@ -33,10 +33,10 @@ pub struct SpawnFlags {
 
 /// A request to start a process, as `process.spawn*` makes it.
 #[derive(Debug, Clone)]
-pub struct SpawnRequest {
+pub struct SpawnRequest<'a> {
     pub parent: Pid,
-    pub entry: String,
-    pub host: String,
+    pub entry: &'a str,
+    pub host: &'a str,
     pub args: Vec<Value>,
     pub flags: SpawnFlags,
     /// A name to spawn under; if a live process holds it on that host, it is returned instead.
@@ -95,7 +95,7 @@ pub trait Kernel: Send + Sync + 'static {
     fn signal(&self, from: Pid, dest: Dest<'_>, signal: Signal) -> Result<Pid, SendError>;
     /// Pushes an envelope straight into a process's own mailbox (events the runtime makes up).
     fn deliver(&self, to: Pid, envelope: Envelope) -> bool;
-    fn spawn(&self, request: SpawnRequest) -> Result<Pid, String>;
+    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String>;
     fn exited(&self, exit: ProcessExit);
     fn register_name(&self, name: &str, pid: Pid) -> Result<(), String>;
     fn lookup_name(&self, name: &str) -> Option<Pid>;

@@ -517,8 +517,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                 let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
                 let mut request = SpawnRequest {
                     parent,
-                    entry,
-                    host,
+                    entry: &entry,
+                    host: &host,
                     args,
                     flags,
                     name: None,
@@ -1809,11 +1809,13 @@ unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int
 unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core, flags: u8) -> Result<Reply, String> {
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
-    let string_at = |idx: c_int, what: &str| -> Result<String, String> {
+    // Borrowed from the Lua stack, which holds them for the whole call.
+    let string_at = |idx: c_int, what: &str| -> Result<&str, String> {
         if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
             return Err(format!("process.spawn: the {what} must be a string, got {}", type_name(state, idx)));
         }
-        Ok(String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned())
+        std::str::from_utf8(crate::convert::raw_bytes(state, idx))
+            .map_err(|_| format!("process.spawn: the {what} must be UTF-8 text"))
     };
     let entry = string_at(1, "entry")?;
     let host = string_at(2, "host")?;

@@ -77,10 +77,10 @@ impl Kernel for FakeKernel {
     fn deliver(&self, to: Pid, envelope: Envelope) -> bool {
         self.push(to, envelope).is_ok()
     }
-    fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
+    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
         let links = if request.flags.link { vec![request.parent] } else { Vec::new() };
         let monitors = if request.flags.monitor { vec![request.parent] } else { Vec::new() };
-        self.start(&request.entry, request.args, links, monitors)
+        self.start(request.entry, request.args, links, monitors)
     }
     fn exited(&self, exit: ProcessExit) {
         self.table.lock().unwrap().remove(&exit.pid);

@@ -556,7 +556,7 @@ impl Kernel for NodeInner {
         self.push(to, envelope).is_ok()
     }
 
-    fn spawn(&self, request: SpawnRequest) -> Result<Pid, String> {
+    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
         let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
@@ -565,7 +565,7 @@ impl Kernel for NodeInner {
         };
         if let Some(name) = &name {
             // with_name: a live process holding the name on that host is reused, not duplicated.
-            let on_host = self.host_names.get(host.as_str()).copied();
+            let on_host = self.host_names.get(host).copied();
             if let Some(existing) = self.names.lookup(name).filter(|p| Some(p.host) == on_host) {
                 if self.slot(existing).is_some() {
                     if flags.monitor {
@@ -581,8 +581,8 @@ impl Kernel for NodeInner {
         }
         let pid = self
             .spawn_with(
-                &entry,
-                &host,
+                entry,
+                host,
                 args,
                 Birth { parent: Some(parent), flags, watcher: None, inherited: Inherited { context, actor, scope } },
             )
