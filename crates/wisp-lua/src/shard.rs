@@ -91,7 +91,7 @@ struct Core {
     procs: Mutex<FxHashMap<u32, Box<LocalProc>>>,
     loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
     /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
-    raw_loaded: Mutex<FxHashMap<String, Arc<str>>>,
+    raw_loaded: Mutex<FxHashMap<String, LoadedChunk>>,
     /// Steps left in this slice, and when the slice must end.
     steps_left: Mutex<(usize, Instant)>,
     shard: OnceLock<Weak<Shard>>,
@@ -108,6 +108,13 @@ struct Vm {
     _preempt: Box<Preempt>,
     /// Raw callbacks point at the Core: it must outlive the VM.
     _core: Arc<Core>,
+}
+
+/// An entry's chunk in `R.next`'s chunk table: the function at `slot`, its method name at
+/// `slot + 1` (integer keys: no string to hash per process start).
+struct LoadedChunk {
+    source: Arc<str>,
+    slot: mlua::ffi::lua_Integer,
 }
 
 /// The Rust side of one process of this shard.
@@ -1642,12 +1649,15 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         return Ok(None);
     };
     let base = ffi::lua_gettop(state);
-    if let Err(load_error) = push_chunk(state, core, &code) {
-        if let Some(p) = lock(&core.procs).remove(&token) {
-            finish(core, p, ExitResult::Error(load_error));
+    let slot = match push_chunk(state, core, &code) {
+        Ok(slot) => slot,
+        Err(load_error) => {
+            if let Some(p) = lock(&core.procs).remove(&token) {
+                finish(core, p, ExitResult::Error(load_error));
+            }
+            return Ok(None);
         }
-        return Ok(None);
-    }
+    };
     let chunk = base + 1;
     // The coroutine, with a fresh global table reading through to the shard's globals.
     let co = ffi::lua_newthread(state);
@@ -1679,7 +1689,8 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_xmove(state, co, 1);
     ffi::lua_clonefunction(co, -1);
     ffi::lua_remove(co, -2);
-    push_str(co, &code.method);
+    ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_CHUNKS), slot + 1);
+    ffi::lua_xmove(state, co, 1);
     for v in &args {
         push_value(co, v)?;
     }
@@ -1768,29 +1779,39 @@ unsafe fn hand_to_driver(
     Ok(results + 3)
 }
 
-/// Pushes the entry's compiled chunk, loading it on first use (or when its source changed).
-unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCode) -> Result<(), String> {
+/// Pushes the entry's compiled chunk, loading it on first use (or when its source changed);
+/// returns its slot in the chunk table.
+unsafe fn push_chunk(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    code: &LuaCode,
+) -> Result<mlua::ffi::lua_Integer, String> {
     use mlua::ffi;
     let chunks = ffi::lua_upvalueindex(NEXT_CHUNKS);
-    let current = lock(&core.raw_loaded).get(code.entry.as_str()).is_some_and(|s| Arc::ptr_eq(s, &code.source));
-    push_str(state, &code.entry);
-    if current {
-        ffi::lua_rawget(state, chunks);
-        return Ok(());
-    }
+    let known = lock(&core.raw_loaded)
+        .get(code.entry.as_str())
+        .map(|loaded| (Arc::ptr_eq(&loaded.source, &code.source), loaded.slot));
+    let slot = match known {
+        Some((true, slot)) => {
+            ffi::lua_rawgeti(state, chunks, slot);
+            return Ok(slot);
+        }
+        Some((false, slot)) => slot,
+        None => 1 + 2 * lock(&core.raw_loaded).len() as ffi::lua_Integer,
+    };
     let bytecode = core.chunks.bytecode(&code.source);
     let name = std::ffi::CString::new(format!("={}", code.chunk_name)).map_err(|_| "bad chunk name")?;
     if ffi::luau_load(state, name.as_ptr(), bytecode.as_ptr() as *const _, bytecode.len(), 0) != 0 {
         let text = String::from_utf8_lossy(crate::convert::raw_bytes(state, -1)).into_owned();
-        ffi::lua_pop(state, 2);
+        ffi::lua_pop(state, 1);
         return Err(text);
     }
-    // stack: entry chunk -> chunks[entry] = chunk, the chunk left on top
     ffi::lua_pushvalue(state, -1);
-    ffi::lua_insert(state, -3);
-    ffi::lua_rawset(state, chunks);
-    lock(&core.raw_loaded).insert(code.entry.clone(), code.source.clone());
-    Ok(())
+    ffi::lua_rawseti(state, chunks, slot);
+    push_str(state, &code.method);
+    ffi::lua_rawseti(state, chunks, slot + 1);
+    lock(&core.raw_loaded).insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot });
+    Ok(slot)
 }
 
 /// `process.spawn*(entry, host, ...)` as a raw C function; upvalues: the spawn flags (1 monitor,
