@@ -62,11 +62,28 @@ pub struct ShardConfig {
     pub slice: Duration,
     /// Interrupts a coroutine may run before it is preempted.
     pub preempt_budget: u32,
+    /// The VM's collector: heap size that starts a cycle, as a percentage of the live heap after
+    /// the last one (Luau's `LUA_GCSETGOAL`), collector work per unit allocated (percent), and
+    /// the size of one step in KB.
+    pub gc_goal: i32,
+    pub gc_step_multiplier: i32,
+    pub gc_step_size_kb: i32,
 }
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { host: "host".into(), batch: 256, slice: Duration::from_micros(500), preempt_budget: 10_000 }
+        ShardConfig {
+            host: "host".into(),
+            batch: 256,
+            slice: Duration::from_micros(500),
+            preempt_budget: 10_000,
+            // Luau's defaults (200%, 200%, 1 KB) suit a game script's small heap; a shard's heap
+            // holds thousands of processes, and marking it twice as often cost spawns about a
+            // tenth of their time for a fifth less peak memory.
+            gc_goal: 300,
+            gc_step_multiplier: 300,
+            gc_step_size_kb: 4,
+        }
     }
 }
 
@@ -418,6 +435,13 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     lua.sandbox(true)?;
     env_mt.set_readonly(true);
     preempt::install(&lua)?;
+    let config = &core.config;
+    lua.gc_set_mode(mlua::prelude::LuaGcMode::Incremental(
+        mlua::prelude::LuaGcIncParams::default()
+            .goal(config.gc_goal)
+            .step_multiplier(config.gc_step_multiplier)
+            .step_size(config.gc_step_size_kb),
+    ));
 
     let message_mt: Table = prelude.get("message_mt")?;
     let parked: Table = prelude.get("parked")?;
