@@ -1007,13 +1007,6 @@ unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int 
 unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
-    let string_at = |idx: c_int, what: &str| -> Result<&str, String> {
-        if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
-            return Err(format!("process.send: {what}, got {}", type_name(state, idx)));
-        }
-        std::str::from_utf8(crate::convert::raw_bytes(state, idx))
-            .map_err(|_| format!("process.send: {what}, got bytes that are not UTF-8"))
-    };
     let token = core.current.load(Ordering::Relaxed);
     // A process usually sends to the same PID again and again: the last one parsed is kept.
     let (from, cached) = {
@@ -1029,7 +1022,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     let dest = match cached {
         Some(pid) => Dest::Pid(pid),
         None => {
-            let text = string_at(1, "destination must be a PID or a name")?;
+            let text = text_arg(state, 1, "process.send: destination must be a PID or a name")?;
             let dest = parse_dest(core, text);
             if let Dest::Pid(pid) = dest {
                 if let Some(p) = lock(&core.procs).get_mut(&token) {
@@ -1039,7 +1032,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             dest
         }
     };
-    let topic = string_at(2, "topic must be a string")?;
+    let topic = text_arg(state, 2, "process.send: topic must be a string")?;
     if topic.starts_with('@') {
         return Err(format!("process.send: topic `{topic}` is reserved"));
     }
@@ -1054,6 +1047,16 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         Ok(()) => Reply::True,
         Err(e) => Reply::NilErr(e.to_string()),
     })
+}
+
+/// The UTF-8 string argument at `idx`, borrowed from the Lua stack (which holds it for the whole
+/// call); otherwise `<expected>, got <what it is>`.
+unsafe fn text_arg<'a>(state: *mut mlua::ffi::lua_State, idx: c_int, expected: &str) -> Result<&'a str, String> {
+    if mlua::ffi::lua_type(state, idx) != mlua::ffi::LUA_TSTRING {
+        return Err(format!("{expected}, got {}", type_name(state, idx)));
+    }
+    std::str::from_utf8(crate::convert::raw_bytes(state, idx))
+        .map_err(|_| format!("{expected}, got bytes that are not UTF-8"))
 }
 
 /// The Lua type name of the value at `idx`, for error messages.
@@ -1854,16 +1857,8 @@ unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int
 unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core, flags: u8) -> Result<Reply, String> {
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
-    // Borrowed from the Lua stack, which holds them for the whole call.
-    let string_at = |idx: c_int, what: &str| -> Result<&str, String> {
-        if ffi::lua_type(state, idx) != ffi::LUA_TSTRING {
-            return Err(format!("process.spawn: the {what} must be a string, got {}", type_name(state, idx)));
-        }
-        std::str::from_utf8(crate::convert::raw_bytes(state, idx))
-            .map_err(|_| format!("process.spawn: the {what} must be UTF-8 text"))
-    };
-    let entry = string_at(1, "entry")?;
-    let host = string_at(2, "host")?;
+    let entry = text_arg(state, 1, "process.spawn: the entry must be a string")?;
+    let host = text_arg(state, 2, "process.spawn: the host must be a string")?;
     let mut args = Vec::with_capacity((top - 2).max(0) as usize);
     let mut path = Vec::new();
     for idx in 3..=top {
