@@ -115,6 +115,8 @@ struct Core {
     /// The process whose code runs now: set by `R.next` before it hands a process to the driver
     /// or resumes one, so callbacks like `process.send` need no token from Lua.
     current: AtomicU32,
+    /// Threads in `R.next`'s pool (only the thread running the shard touches it).
+    pooled_threads: AtomicU32,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -300,6 +302,7 @@ impl Shard {
             steps_left: Mutex::new((0, Instant::now())),
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
+            pooled_threads: AtomicU32::new(0),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -462,6 +465,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(lua.create_table()?),
         preempt_handle,
         LuaValue::Table(prelude.get::<Table>("procs")?),
+        LuaValue::Table(lua.create_table()?),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
@@ -1656,14 +1660,19 @@ fn slice_over(steps_left: usize, deadline: Instant) -> bool {
 }
 
 /// Upvalues of `R.next` after the Core: the Message metatable, the driver's `body`, the
-/// environment metatable, the table of loaded chunks by entry, the shard's preemption counter
-/// and the driver's table of process records.
+/// environment metatable, the table of loaded chunks by entry, the shard's preemption counter,
+/// the driver's table of process records and the pool of reset threads.
 const NEXT_MESSAGE_MT: c_int = 2;
 const NEXT_BODY: c_int = 3;
 const NEXT_ENV_MT: c_int = 4;
 const NEXT_CHUNKS: c_int = 5;
 const NEXT_PREEMPT: c_int = 6;
 const NEXT_PROCS: c_int = 7;
+const NEXT_THREAD_POOL: c_int = 8;
+
+/// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
+/// thread is an allocation of about 1.2 KB and, later, work for the collector.
+const MAX_POOLED_THREADS: u32 = 64;
 
 /// Starts a newly admitted process: makes its coroutine and the driver's record of it, and runs
 /// it up to its first wait. Like [`resume_parked`], returns `None` when the step is over (it
@@ -1686,8 +1695,9 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         }
     };
     let chunk = base + 1;
-    // The coroutine, with a fresh global table reading through to the shard's globals.
-    let co = ffi::lua_newthread(state);
+    // The coroutine (a pooled one if any), with a fresh global table reading through to the
+    // shard's globals.
+    let co = take_pooled_thread(state, core).unwrap_or_else(|| ffi::lua_newthread(state));
     if ffi::lua_checkstack(co, 4 + args.len() as c_int) == 0 {
         return Err("out of Lua stack".into());
     }
@@ -1783,7 +1793,39 @@ unsafe fn settle_return(
     if let Some(p) = lock(&core.procs).remove(&token) {
         finish(core, p, result);
     }
+    pool_thread(state, core, co);
     true
+}
+
+/// Keeps a finished main coroutine for a later process, reset, if the pool has room. Nothing
+/// else refers to it: its process's record and `LocalProc` are gone, and a thread cannot be
+/// sent to another process.
+unsafe fn pool_thread(state: *mut mlua::ffi::lua_State, core: &Core, co: *mut mlua::ffi::lua_State) {
+    use mlua::ffi;
+    let pooled = core.pooled_threads.load(Ordering::Relaxed);
+    if pooled >= MAX_POOLED_THREADS || ffi::lua_checkstack(state, 1) == 0 {
+        return;
+    }
+    ffi::lua_resetthread(co);
+    ffi::lua_pushthread(co);
+    ffi::lua_xmove(co, state, 1);
+    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_THREAD_POOL), (pooled + 1) as ffi::lua_Integer);
+    core.pooled_threads.store(pooled + 1, Ordering::Relaxed);
+}
+
+/// Pushes a pooled thread and returns it, if the pool has one.
+unsafe fn take_pooled_thread(state: *mut mlua::ffi::lua_State, core: &Core) -> Option<*mut mlua::ffi::lua_State> {
+    use mlua::ffi;
+    let pooled = core.pooled_threads.load(Ordering::Relaxed);
+    if pooled == 0 {
+        return None;
+    }
+    let pool = ffi::lua_upvalueindex(NEXT_THREAD_POOL);
+    ffi::lua_rawgeti(state, pool, pooled as ffi::lua_Integer);
+    ffi::lua_pushnil(state);
+    ffi::lua_rawseti(state, pool, pooled as ffi::lua_Integer);
+    core.pooled_threads.store(pooled - 1, Ordering::Relaxed);
+    Some(ffi::lua_tothread(state, -1))
 }
 
 /// Pushes `token, false, ok, results...` for the driver, moving the coroutine's results.

@@ -1396,6 +1396,14 @@ function modes.inbox_in_coroutine()
 	end
 	return sum
 end
+-- Fails if a global another process set is visible here; then sets it.
+function modes.fresh_globals()
+	if leaked_global ~= nil then
+		error("saw another process's global")
+	end
+	leaked_global = true
+	return "fresh"
+end
 local function main(mode: string, ...)
 	return modes[mode](...)
 end
@@ -1430,6 +1438,17 @@ local function main()
 	end
 	local ev = process.events():receive()
 	assert(ev.kind == process.event.EXIT and ev.result.value == 60, tostring(ev.result.error or ev.result.value))
+	return "ok"
+end
+return { main = main }
+"#;
+    processes_started_on_reused_threads_see_fresh_globals: r#"
+local function main()
+	-- One after another, so each can start on the thread the previous one ended on.
+	for i = 1, 200 do
+		local v, err = process.exec("app:helpers", "app:processes", "fresh_globals")
+		assert(v == "fresh", "process " .. i .. ": " .. tostring(err))
+	end
 	return "ok"
 end
 return { main = main }
