@@ -117,6 +117,8 @@ struct Core {
     current: AtomicU32,
     /// Threads in `R.next`'s pool (only the thread running the shard touches it).
     pooled_threads: AtomicU32,
+    /// The PID string a process of this shard last sent to, parsed.
+    last_dest: Mutex<Option<(Box<str>, Pid)>>,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -303,6 +305,7 @@ impl Shard {
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
             pooled_threads: AtomicU32::new(0),
+            last_dest: Mutex::new(None),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -1012,23 +1015,22 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
     let token = core.current.load(Ordering::Relaxed);
-    // A process usually sends to the same PID again and again: the last one parsed is kept.
+    // A process usually sends to the same PID again and again, and processes of a shard often
+    // to the same one (children to their parent): the last PID parsed is kept by each.
+    let bytes = (ffi::lua_type(state, 1) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 1));
     let (from, cached) = {
         let procs = lock(&core.procs);
         let p = procs.get(&token).ok_or("process is not running")?;
-        let bytes = (ffi::lua_type(state, 1) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 1));
-        let cached = match (&p.last_dest, bytes) {
-            (Some((text, pid)), Some(bytes)) if text.as_bytes() == bytes => Some(*pid),
-            _ => None,
-        };
-        (p.pid, cached)
+        (p.pid, bytes.and_then(|b| known_pid(&p.last_dest, b)))
     };
+    let cached = cached.or_else(|| bytes.and_then(|b| known_pid(&lock(&core.last_dest), b)));
     let dest = match cached {
         Some(pid) => Dest::Pid(pid),
         None => {
             let text = text_arg(state, 1, "process.send: destination must be a PID or a name")?;
             let dest = parse_dest(core, text);
             if let Dest::Pid(pid) = dest {
+                *lock(&core.last_dest) = Some((text.into(), pid));
                 if let Some(p) = lock(&core.procs).get_mut(&token) {
                     p.last_dest = Some((text.into(), pid));
                 }
@@ -1051,6 +1053,11 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         Ok(()) => Reply::True,
         Err(e) => Reply::NilErr(e.to_string()),
     })
+}
+
+/// The PID a cached destination string stands for, if `text` is that string.
+fn known_pid(cache: &Option<(Box<str>, Pid)>, text: &[u8]) -> Option<Pid> {
+    cache.as_ref().filter(|(known, _)| known.as_bytes() == text).map(|(_, pid)| *pid)
 }
 
 /// The UTF-8 string argument at `idx`, borrowed from the Lua stack (which holds it for the whole
