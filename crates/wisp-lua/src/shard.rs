@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,7 +100,7 @@ struct Core {
     config: ShardConfig,
     chunks: Arc<ChunkCache>,
     sched: ScheduleState,
-    ready: Mutex<ReadyQueue>,
+    ready: Ready,
     admits: Mutex<Vec<Admission>>,
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
@@ -262,6 +262,45 @@ impl ReadyQueue {
     }
 }
 
+/// The ready queue behind its lock, with its length mirrored outside it: placement asks other
+/// shards how busy they are on every spawn and needs no exact answer.
+#[derive(Default)]
+struct Ready {
+    queue: Mutex<ReadyQueue>,
+    len: AtomicUsize,
+}
+
+impl Ready {
+    fn lock(&self) -> ReadyGuard<'_> {
+        ReadyGuard { queue: lock(&self.queue), len: &self.len }
+    }
+}
+
+/// Updates the mirrored length when the lock is released.
+struct ReadyGuard<'a> {
+    queue: MutexGuard<'a, ReadyQueue>,
+    len: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for ReadyGuard<'_> {
+    type Target = ReadyQueue;
+    fn deref(&self) -> &ReadyQueue {
+        &self.queue
+    }
+}
+
+impl std::ops::DerefMut for ReadyGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReadyQueue {
+        &mut self.queue
+    }
+}
+
+impl Drop for ReadyGuard<'_> {
+    fn drop(&mut self) {
+        self.len.store(self.queue.len(), Ordering::Relaxed);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a shard lock is already reported by the worker; keep serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -296,7 +335,7 @@ impl Shard {
             config,
             chunks,
             sched: ScheduleState::new(),
-            ready: Mutex::new(ReadyQueue::default()),
+            ready: Ready::default(),
             admits: Mutex::new(Vec::new()),
             procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
@@ -331,7 +370,7 @@ impl Shard {
     pub fn admit_next(&self, admission: Admission) {
         let token = admission.pid.slot;
         lock(&self.core.admits).push(admission);
-        lock(&self.core.ready).push_front(token);
+        self.core.ready.lock().push_front(token);
         if self.core.sched.notify() {
             if let Some(shard) = self.core.shard.get().and_then(Weak::upgrade) {
                 self.core.pool.schedule(shard);
@@ -341,7 +380,7 @@ impl Shard {
 
     /// Processes waiting for their turn on this shard.
     pub fn ready_len(&self) -> usize {
-        lock(&self.core.ready).len()
+        self.core.ready.len.load(Ordering::Relaxed)
     }
 
     /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
@@ -379,7 +418,7 @@ impl Task for Shard {
                 }
             }
         }
-        let more = !lock(&core.ready).is_empty() || !lock(&core.admits).is_empty();
+        let more = !core.ready.lock().is_empty() || !lock(&core.admits).is_empty();
         if core.sched.end_run(more) {
             // A full batch used the slice: go behind others so busy shards cannot starve them.
             core.pool.schedule_global(self.clone());
@@ -391,9 +430,9 @@ impl Wake for Core {
     fn wake(&self, token: u32) {
         let here = RUNNING_SHARD.with(|running| std::ptr::eq(running.get(), self));
         if here {
-            lock(&self.ready).push_lifo(token);
+            self.ready.lock().push_lifo(token);
         } else {
-            lock(&self.ready).push_back(token);
+            self.ready.lock().push_back(token);
         }
         if self.sched.notify() {
             if let Some(shard) = self.shard.get().and_then(Weak::upgrade) {
@@ -1385,7 +1424,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 }
             }
             S_WAITING => wait_or_requeue(core, prev),
-            S_READY => lock(&core.ready).push_back(prev),
+            S_READY => core.ready.lock().push_back(prev),
             _ => {}
         }
     }
@@ -1401,7 +1440,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             }
             left.0 -= 1;
         }
-        let Some(token) = lock(&core.ready).pop() else {
+        let Some(token) = core.ready.lock().pop() else {
             return Ok(0);
         };
         let mut procs = lock(&core.procs);
@@ -1464,7 +1503,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         }
         if p.has_pending() {
             // More than one step's worth: come back after the others.
-            lock(&core.ready).push_back(token);
+            core.ready.lock().push_back(token);
         }
         return Ok(ffi::lua_gettop(state) - base + 2);
     }
@@ -1503,7 +1542,7 @@ unsafe fn resume_parked(
 fn wait_or_requeue(core: &Core, token: u32) {
     let pending = lock(&core.procs).get(&token).is_some_and(|p| p.stash.is_some() || !p.mailbox.prepare_wait());
     if pending {
-        lock(&core.ready).push_back(token);
+        core.ready.lock().push_back(token);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The local name registry: name -> PID, with a reverse index for cheap release on exit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 use wisp_core::Pid;
@@ -34,6 +35,8 @@ impl Inner {
 #[derive(Default)]
 pub struct NameRegistry {
     inner: RwLock<Inner>,
+    /// Names bound, mirrored outside the lock: most processes hold none, and every exit asks.
+    bound: AtomicUsize,
 }
 
 fn validate(name: &str) -> Result<(), NameError> {
@@ -78,6 +81,7 @@ impl NameRegistry {
         }
         inner.names.insert(name.to_string(), pid);
         inner.by_pid.entry(pid).or_default().push(name.to_string());
+        self.bound.store(inner.names.len(), Ordering::SeqCst);
         Ok(())
     }
 
@@ -88,23 +92,31 @@ impl NameRegistry {
     /// Removes the binding of `name`; true if there was one.
     pub fn unregister(&self, name: &str) -> bool {
         let mut inner = self.write();
-        match inner.names.remove(name) {
+        let removed = match inner.names.remove(name) {
             Some(pid) => {
                 inner.unbind(name, pid);
                 true
             }
             None => false,
-        }
+        };
+        self.bound.store(inner.names.len(), Ordering::SeqCst);
+        removed
     }
 
     /// Removes every name bound to `pid` (called when a process exits, before its exit signals
     /// go out); returns them in the order they were registered.
     pub fn release_all(&self, pid: Pid) -> Vec<String> {
+        // A binding of `pid` was made before its exit (by the process itself or its spawner),
+        // so it is counted here by now.
+        if self.bound.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
         let mut inner = self.write();
         let names = inner.by_pid.remove(&pid).unwrap_or_default();
         for name in &names {
             inner.names.remove(name);
         }
+        self.bound.store(inner.names.len(), Ordering::SeqCst);
         names
     }
 
