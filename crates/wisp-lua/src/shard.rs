@@ -3,15 +3,20 @@
 //! Protocol of a run (one scheduler slice):
 //! 1. The worker calls [`Shard::run`]; it calls the Lua driver (`drive` in `prelude.luau`) once.
 //! 2. The driver calls `R.next(prev, status)`: Rust records how the previous process ended its
-//!    step (waiting, ready again, done), admits newly spawned processes, pops the next ready
-//!    token and hands it over with the items drained from that process's mailbox.
-//!    Signals (links, monitors, terminate) are applied here, in Rust, and never reach Lua.
+//!    step (waiting, ready again, done), admits newly spawned processes and pops ready tokens.
+//!    A process not started yet is started here (`start_process`), and a main coroutine parked
+//!    in `R.recv` is resumed here with its next inbox message (`resume_parked`); when either
+//!    parks again or returns a value, `R.next` goes on to the next token without Lua. Otherwise
+//!    it hands the token over with the items drained from that process's mailbox, or with the
+//!    outcome of the resume it made. Signals (links, monitors, terminate) are applied here, in
+//!    Rust, and never reach Lua.
 //! 3. The driver routes the items into the process's channels and resumes its ready coroutines.
 //! 4. After `batch` steps, or when no process is ready, `R.next` returns nothing and the run
 //!    ends; the shard re-queues itself if more is ready.
 //!
 //! A process waits by `Mailbox::prepare_wait`; a later push calls [`Wake::wake`] with the
-//! process's token (its PID slot), which queues the token here and schedules the shard.
+//! process's token (its PID slot), which queues the token here (in the LIFO slot when the push
+//! came from this shard's own run) and schedules the shard.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
