@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +107,8 @@ struct Core {
     sched: ScheduleState,
     ready: Ready,
     admits: Mutex<Vec<Admission>>,
+    /// Set after an admission is pushed, so `R.next` looks at `admits` only when there is one.
+    admitted: AtomicBool,
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
     /// Hashed with Fx: looked up several times per message.
@@ -115,7 +117,8 @@ struct Core {
     /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
     raw_loaded: Mutex<FxHashMap<String, LoadedChunk>>,
     /// Steps left in this slice, and when the slice must end.
-    steps_left: Mutex<(usize, Instant)>,
+    steps_left: AtomicUsize,
+    deadline: Mutex<Instant>,
     shard: OnceLock<Weak<Shard>>,
     /// The process whose code runs now: set by `R.next` before it hands a process to the driver
     /// or resumes one, so callbacks like `process.send` need no token from Lua.
@@ -342,10 +345,12 @@ impl Shard {
             sched: ScheduleState::new(),
             ready: Ready::default(),
             admits: Mutex::new(Vec::new()),
+            admitted: AtomicBool::new(false),
             procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
             raw_loaded: Mutex::new(FxHashMap::default()),
-            steps_left: Mutex::new((0, Instant::now())),
+            steps_left: AtomicUsize::new(0),
+            deadline: Mutex::new(Instant::now()),
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
             pooled_threads: AtomicU32::new(0),
@@ -366,6 +371,7 @@ impl Shard {
     pub fn admit(&self, admission: Admission) {
         let token = admission.pid.slot;
         lock(&self.core.admits).push(admission);
+        self.core.admitted.store(true, Ordering::SeqCst);
         self.core.wake(token);
     }
 
@@ -375,6 +381,7 @@ impl Shard {
     pub fn admit_next(&self, admission: Admission) {
         let token = admission.pid.slot;
         lock(&self.core.admits).push(admission);
+        self.core.admitted.store(true, Ordering::SeqCst);
         self.core.ready.lock().push_front(token);
         if self.core.sched.notify() {
             if let Some(shard) = self.core.shard.get().and_then(Weak::upgrade) {
@@ -407,7 +414,8 @@ impl Task for Shard {
     fn run(self: Arc<Self>) {
         let core = &self.core;
         core.sched.begin_run();
-        *lock(&core.steps_left) = (core.config.batch, Instant::now() + core.config.slice);
+        core.steps_left.store(core.config.batch, Ordering::Relaxed);
+        *lock(&core.deadline) = Instant::now() + core.config.slice;
         {
             let vm = lock(&self.vm);
             if let Some(vm) = vm.as_ref() {
@@ -1417,6 +1425,8 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     use mlua::ffi;
     let prev = ffi::lua_tonumber(state, 1) as i64;
     let status = ffi::lua_tonumber(state, 2) as u8;
+    // A step that ended preempted was a long one: the clock is read before the next.
+    let mut long_step = prev >= 0 && status == S_READY;
     if prev >= 0 {
         let prev = prev as u32;
         match status {
@@ -1438,12 +1448,8 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     }
     loop {
         admit_pending(core);
-        {
-            let mut left = lock(&core.steps_left);
-            if slice_over(left.0, left.1) {
-                return Ok(0);
-            }
-            left.0 -= 1;
+        if slice_over(core, std::mem::take(&mut long_step)) {
+            return Ok(0);
         }
         let Some(token) = core.ready.lock().pop() else {
             return Ok(0);
@@ -1678,6 +1684,11 @@ unsafe fn push_message(
 
 /// Moves newly admitted processes into the shard's table.
 fn admit_pending(core: &Core) {
+    // An admission is pushed before the flag is set, and the flag before its token is queued:
+    // a token popped for a process not in `procs` yet always finds its admission here.
+    if !core.admitted.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let admitted: Vec<Admission> = std::mem::take(&mut *lock(&core.admits));
     if !admitted.is_empty() {
         let mut procs = lock(&core.procs);
@@ -1705,9 +1716,19 @@ fn admit_pending(core: &Core) {
     }
 }
 
-/// A slice ends after its steps or its time, whichever comes first.
-fn slice_over(steps_left: usize, deadline: Instant) -> bool {
-    steps_left == 0 || Instant::now() >= deadline
+/// Steps between two looks at the clock.
+const CLOCK_EVERY: usize = 8;
+
+/// Counts one step; the slice is over after its steps or its time, whichever comes first. The
+/// time is read every few steps, and after every step that ended preempted (`after_long_step`):
+/// other steps take microseconds.
+fn slice_over(core: &Core, after_long_step: bool) -> bool {
+    let left = core.steps_left.load(Ordering::Relaxed);
+    if left == 0 {
+        return true;
+    }
+    core.steps_left.store(left - 1, Ordering::Relaxed);
+    (after_long_step || left % CLOCK_EVERY == 0) && Instant::now() >= *lock(&core.deadline)
 }
 
 /// Upvalues of `R.next` after the Core: the Message metatable, the driver's `body`, the
