@@ -18,6 +18,7 @@ pub use value::{format_number, Key, Table, Value, ValueError};
 pub struct Message {
     /// The sender, or `None` when the runtime itself sent it.
     pub from: Option<Pid>,
-    pub topic: Box<str>,
+    /// Shared, not copied: a sender reuses the topic it sent last (`Arc` clones are cheap).
+    pub topic: std::sync::Arc<str>,
     pub payloads: Vec<Value>,
 }

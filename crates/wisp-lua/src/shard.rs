@@ -168,6 +168,8 @@ struct LocalProc {
     stash: Option<Box<Envelope>>,
     /// The PID string this process last sent to, parsed.
     last_dest: Option<(Box<str>, Pid)>,
+    /// The topic this process last sent on.
+    last_topic: Option<Arc<str>>,
 }
 
 /// What many processes never use, kept out of line so an idle process stays small.
@@ -1065,21 +1067,38 @@ unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int 
 
 unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
     use mlua::ffi;
+    const DEST: &str = "process.send: destination must be a PID or a name";
     let top = ffi::lua_gettop(state);
     let token = core.current.load(Ordering::Relaxed);
-    // A process usually sends to the same PID again and again, and processes of a shard often
-    // to the same one (children to their parent): the last PID parsed is kept by each.
-    let bytes = (ffi::lua_type(state, 1) == ffi::LUA_TSTRING).then(|| crate::convert::raw_bytes(state, 1));
-    let (from, cached) = {
-        let procs = lock(&core.procs);
-        let p = procs.get(&token).ok_or("process is not running")?;
-        (p.pid, bytes.and_then(|b| known_pid(&p.last_dest, b)))
+    if ffi::lua_type(state, 1) != ffi::LUA_TSTRING {
+        text_arg(state, 1, DEST)?;
+    }
+    let dest_bytes = crate::convert::raw_bytes(state, 1);
+    let topic_text = text_arg(state, 2, "process.send: topic must be a string")?;
+    if topic_text.starts_with('@') {
+        return Err(format!("process.send: topic `{topic_text}` is reserved"));
+    }
+    // A process usually sends to the same PID on the same topic again and again, and processes
+    // of a shard often to the same PID (children to their parent): the last PID parsed is kept
+    // by each, and the last topic by each process.
+    let (from, cached, topic) = {
+        let mut procs = lock(&core.procs);
+        let p = procs.get_mut(&token).ok_or("process is not running")?;
+        let topic = match &p.last_topic {
+            Some(last) if **last == *topic_text => last.clone(),
+            _ => {
+                let shared: Arc<str> = topic_text.into();
+                p.last_topic = Some(shared.clone());
+                shared
+            }
+        };
+        (p.pid, known_pid(&p.last_dest, dest_bytes), topic)
     };
-    let cached = cached.or_else(|| bytes.and_then(|b| known_pid(&lock(&core.last_dest), b)));
+    let cached = cached.or_else(|| known_pid(&lock(&core.last_dest), dest_bytes));
     let dest = match cached {
         Some(pid) => Dest::Pid(pid),
         None => {
-            let text = text_arg(state, 1, "process.send: destination must be a PID or a name")?;
+            let text = text_arg(state, 1, DEST)?;
             let dest = parse_dest(core, text);
             if let Dest::Pid(pid) = dest {
                 *lock(&core.last_dest) = Some((text.into(), pid));
@@ -1090,17 +1109,13 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             dest
         }
     };
-    let topic = text_arg(state, 2, "process.send: topic must be a string")?;
-    if topic.starts_with('@') {
-        return Err(format!("process.send: topic `{topic}` is reserved"));
-    }
     let mut payloads = Vec::with_capacity((top - 2).max(0) as usize);
     let mut path = Vec::new();
     for idx in 3..=top {
         let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
         payloads.push(value);
     }
-    let message = Message { from: Some(from), topic: topic.into(), payloads };
+    let message = Message { from: Some(from), topic, payloads };
     Ok(match core.kernel.send(from, dest, message) {
         Ok(()) => Reply::True,
         Err(e) => Reply::NilErr(e.to_string()),
@@ -1710,6 +1725,7 @@ fn admit_pending(core: &Core) {
                     multi: false,
                     stash: None,
                     last_dest: None,
+                    last_topic: None,
                 }),
             );
         }
