@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
 use wisp_core::{ExitResult, Value};
-use wisp_registry::{EntryKind, Registry};
+use wisp_registry::Registry;
 use wisp_runtime::{Node, TerminalIo};
 
 // Shards move between worker threads, so memory allocated on one thread is often freed on
@@ -193,13 +193,8 @@ fn run(dir: &Path, workers: Option<usize>) -> ExitCode {
         Err(code) => return code,
     };
     let services: Vec<(String, String, String, Vec<Value>)> = registry
-        .entries()
-        .filter_map(|e| match &e.kind {
-            EntryKind::ProcessService(s) if s.lifecycle.auto_start => {
-                Some((e.id.to_string(), s.process.to_string(), s.host.to_string(), s.input.clone()))
-            }
-            _ => None,
-        })
+        .auto_start_services()
+        .map(|(id, s)| (id.to_string(), s.process.to_string(), s.host.to_string(), s.input.clone()))
         .collect();
     let node = match build(registry, workers) {
         Ok(n) => n,

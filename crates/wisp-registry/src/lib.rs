@@ -329,6 +329,15 @@ impl Registry {
         self.entries.iter()
     }
 
+    /// The services to start with the app (`lifecycle.auto_start`), in file order, with their
+    /// entry IDs.
+    pub fn auto_start_services(&self) -> impl Iterator<Item = (&EntryId, &ServiceSpec)> {
+        self.entries.iter().filter_map(|e| match &e.kind {
+            EntryKind::ProcessService(s) if s.lifecycle.auto_start => Some((&e.id, s)),
+            _ => None,
+        })
+    }
+
     /// Unknown kinds; modules Wisp does not provide.
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings

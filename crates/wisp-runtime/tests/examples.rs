@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Capture;
 use wisp_core::ExitResult;
-use wisp_registry::{EntryKind, Registry};
+use wisp_registry::Registry;
 use wisp_runtime::Node;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -26,13 +26,8 @@ fn every_example_runs_its_services_to_the_end() {
         apps += 1;
         let registry = Registry::load_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let services: Vec<_> = registry
-            .entries()
-            .filter_map(|e| match &e.kind {
-                EntryKind::ProcessService(s) if s.lifecycle.auto_start => {
-                    Some((e.id.to_string(), s.process.to_string(), s.host.to_string(), s.input.clone()))
-                }
-                _ => None,
-            })
+            .auto_start_services()
+            .map(|(id, s)| (id.to_string(), s.process.to_string(), s.host.to_string(), s.input.clone()))
             .collect();
         let terminal = Arc::new(Capture::default());
         let node = Node::builder().registry(registry).terminal(terminal.clone()).build().expect("node builds");
