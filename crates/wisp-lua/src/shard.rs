@@ -1162,11 +1162,10 @@ fn merge_context(parent: Option<&Value>, added: Value) -> Value {
 }
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
-fn finish(core: &Core, p: Box<LocalProc>, result: ExitResult) {
+fn finish(core: &Core, p: LocalProc, result: ExitResult) {
     for (_, timer) in &p.extra().timers {
         core.timers.cancel(*timer);
     }
-    let p = *p;
     let mut leftover = p.mailbox.close();
     if let Some(first) = p.stash {
         leftover.insert(0, *first);
@@ -1450,7 +1449,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 let result = result_at(state, is_error, 4);
                 let ended = lock(&core.procs).remove(&prev);
                 if let Some(p) = ended {
-                    finish(core, p, result);
+                    finish(core, *p, result);
                 }
             }
             S_WAITING => wait_or_requeue(core, prev),
@@ -1744,7 +1743,7 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
         return true;
     }
     core.steps_left.store(left - 1, Ordering::Relaxed);
-    (after_long_step || left % CLOCK_EVERY == 0) && Instant::now() >= *lock(&core.deadline)
+    (after_long_step || left.is_multiple_of(CLOCK_EVERY)) && Instant::now() >= *lock(&core.deadline)
 }
 
 /// Upvalues of `R.next` after the Core: the Message metatable, the driver's `body`, the
@@ -1777,7 +1776,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         Ok(slot) => slot,
         Err(load_error) => {
             if let Some(p) = lock(&core.procs).remove(&token) {
-                finish(core, p, ExitResult::Error(load_error));
+                finish(core, *p, ExitResult::Error(load_error));
             }
             return Ok(None);
         }
@@ -1879,7 +1878,7 @@ unsafe fn settle_return(
     ffi::lua_pushnil(state);
     ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
     if let Some(p) = lock(&core.procs).remove(&token) {
-        finish(core, p, result);
+        finish(core, *p, result);
     }
     pool_thread(state, core, co);
     true

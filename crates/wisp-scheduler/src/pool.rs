@@ -79,7 +79,7 @@ pub const GLOBAL_POLL_INTERVAL: u32 = 61;
 
 /// Whether the worker should look at the injector before its local queue on this tick.
 pub fn should_check_global(tick: u32) -> bool {
-    tick % GLOBAL_POLL_INTERVAL == 0
+    tick.is_multiple_of(GLOBAL_POLL_INTERVAL)
 }
 
 /// Configuration of a [`Pool`].

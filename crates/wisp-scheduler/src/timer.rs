@@ -149,7 +149,7 @@ impl TimerHandle {
         state.pending.insert(id, callback);
         // A delay too large for `Instant` never fires; it stays until cancelled.
         if let Some(deadline) = deadline {
-            let becomes_earliest = state.deadlines.peek().map_or(true, |Reverse((earliest, _))| deadline < *earliest);
+            let becomes_earliest = state.deadlines.peek().is_none_or(|Reverse((earliest, _))| deadline < *earliest);
             state.deadlines.push(Reverse((deadline, id)));
             drop(state);
             if becomes_earliest {
