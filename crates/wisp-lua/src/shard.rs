@@ -1823,37 +1823,34 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         p.main = co as usize;
     }
     let status = ffi::lua_resume_(co, state, ffi::lua_gettop(co) - 1);
-    let outcome = first_run_outcome(state, core, token, co, status, record);
-    if outcome.is_none() {
-        ffi::lua_settop(state, base);
+    let settled = settle_first_run(state, core, token, co, status, record);
+    ffi::lua_settop(state, base);
+    if settled {
         return Ok(None);
     }
-    ffi::lua_settop(state, base);
     Ok(Some(hand_to_driver(state, token, co, status)?))
 }
 
-/// What the first run of a process came to, when Rust can settle it: parked on its inbox, or
-/// returned a value with no other coroutine to close. `Some(())` when the driver must take over.
-unsafe fn first_run_outcome(
+/// Settles the first run of a process in Rust when it can: parked on its inbox (the driver's
+/// record learns it), or returned a value with no other coroutine to close. False when the
+/// driver must take over.
+unsafe fn settle_first_run(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
     token: u32,
     co: *mut mlua::ffi::lua_State,
     status: c_int,
     record: c_int,
-) -> Option<()> {
+) -> bool {
     use mlua::ffi;
-    let parked = lock(&core.procs).get(&token).map(|p| p.parked)?;
+    let parked = lock(&core.procs).get(&token).is_some_and(|p| p.parked);
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
         ffi::lua_rawsetfield(state, record, c"recv".as_ptr());
         wait_or_requeue(core, token);
-        return None;
+        return true;
     }
-    if settle_return(state, core, token, co, status) {
-        return None;
-    }
-    Some(())
+    settle_return(state, core, token, co, status)
 }
 
 /// Ends a process whose main coroutine returned a value, when it has no other coroutine to
