@@ -7,8 +7,8 @@
 //!    A process not started yet is started here (`start_process`), and a main coroutine parked
 //!    in `R.recv` is resumed here with its next inbox message (`resume_parked`); when either
 //!    parks again or returns a value, `R.next` goes on to the next token without Lua. Otherwise
-//!    it hands the token over with the items drained from that process's mailbox, or with the
-//!    outcome of the resume it made. Signals (links, monitors, terminate) are applied here, in
+//!    it hands the process over (by the slot of its record in the driver's table, not its
+//!    token) with the items drained from its mailbox, or with the outcome of the resume it made. Signals (links, monitors, terminate) are applied here, in
 //!    Rust, and never reach Lua.
 //! 3. The driver routes the items into the process's channels and resumes its ready coroutines.
 //! 4. After `batch` steps, or when no process is ready, `R.next` returns nothing and the run
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, Table, Thread, Value as LuaValue, Variadic};
 use rustc_hash::FxHashMap;
+use slab::Slab;
 use wisp_core::{Envelope, Event, ExitResult, Key, Message, Pid, Signal, Value};
 use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
@@ -127,6 +128,11 @@ struct Core {
     pooled_threads: AtomicU32,
     /// The PID string a process of this shard last sent to, parsed.
     last_dest: Mutex<Option<(Box<str>, Pid)>>,
+    /// The driver's table of process records is keyed by these reused slots (a record's slot
+    /// minus one is its key here; the value is the process's token). Keyed by tokens, sparse
+    /// across a host's process table, the table was a hash that Luau rebuilt every few dozen
+    /// processes; dense slots keep it an array.
+    record_slots: Mutex<Slab<u32>>,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -160,6 +166,9 @@ struct LocalProc {
     scope: Option<Arc<Value>>,
     /// The main coroutine's `lua_State`, once started (kept alive by the driver's process record).
     main: usize,
+    /// The slot of the driver's record of this process (see `Core::record_slots`); 0 until it
+    /// starts.
+    record: u32,
     /// The main coroutine is parked in `R.recv`: the next inbox message resumes it from Rust.
     parked: bool,
     /// The process has spawned coroutines: its main coroutine never parks (others may be ready).
@@ -357,6 +366,7 @@ impl Shard {
             current: AtomicU32::new(u32::MAX),
             pooled_threads: AtomicU32::new(0),
             last_dest: Mutex::new(None),
+            record_slots: Mutex::new(Slab::new()),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -1407,8 +1417,8 @@ unsafe fn push_item(
 }
 
 /// `R.next(prev, status, is_error, value)` as a raw C function (see the module docs for the
-/// protocol). Returns nothing when the slice is over; `token, true` for a process to start
-/// (the driver then asks `R.init`); otherwise `token, nil` and four values per item.
+/// protocol). Returns nothing when the slice is over; otherwise a process's record slot, then
+/// `nil` and four values per item, or `false, ok` and the results of a resume made here.
 unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int {
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
@@ -1437,18 +1447,22 @@ unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int
 
 unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<c_int, String> {
     use mlua::ffi;
-    let prev = ffi::lua_tonumber(state, 1) as i64;
+    // The driver names the process of the previous step by its record's slot.
+    let prev_record = ffi::lua_tonumber(state, 1) as i64;
     let status = ffi::lua_tonumber(state, 2) as u8;
+    let prev = u32::try_from(prev_record - 1)
+        .ok()
+        .and_then(|key| lock(&core.record_slots).get(key as usize).copied());
     // A step that ended preempted was a long one: the clock is read before the next.
-    let mut long_step = prev >= 0 && status == S_READY;
-    if prev >= 0 {
-        let prev = prev as u32;
+    let mut long_step = prev.is_some() && status == S_READY;
+    if let Some(prev) = prev {
         match status {
             S_DONE => {
                 let is_error = ffi::lua_toboolean(state, 3) != 0;
                 let result = result_at(state, is_error, 4);
                 let ended = lock(&core.procs).remove(&prev);
                 if let Some(p) = ended {
+                    drop_record(state, core, p.record);
                     finish(core, *p, result);
                 }
             }
@@ -1497,8 +1511,9 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => {
                     p.parked = false;
                     let co = p.main as *mut ffi::lua_State;
+                    let record = p.record;
                     drop(procs);
-                    match resume_parked(state, core, token, co, &m)? {
+                    match resume_parked(state, core, token, record, co, &m)? {
                         Some(results) => return Ok(results),
                         None => continue,
                     }
@@ -1508,7 +1523,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 Some(other) => p.set_stash(other),
             }
         }
-        ffi::lua_pushnumber(state, token as f64);
+        ffi::lua_pushnumber(state, p.record as f64);
         ffi::lua_pushnil(state);
         let base = ffi::lua_gettop(state);
         for _ in 0..MAX_ITEMS_PER_STEP {
@@ -1542,6 +1557,7 @@ unsafe fn resume_parked(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
     token: u32,
+    record: u32,
     co: *mut mlua::ffi::lua_State,
     message: &Message,
 ) -> Result<Option<c_int>, String> {
@@ -1559,7 +1575,7 @@ unsafe fn resume_parked(
     if settle_return(state, core, token, co, status) {
         return Ok(None);
     }
-    Ok(Some(hand_to_driver(state, token, co, status)?))
+    Ok(Some(hand_to_driver(state, record, co, status)?))
 }
 
 /// A process that has nothing to do waits for its mailbox; if something is already there, it
@@ -1720,6 +1736,7 @@ fn admit_pending(core: &Core) {
                     actor: a.actor,
                     scope: a.scope,
                     main: 0,
+                    record: 0,
                     parked: false,
                     multi: false,
                     stash: None,
@@ -1785,7 +1802,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     // The coroutine (a pooled one if any), with a fresh global table reading through to the
     // shard's globals.
     let co = take_pooled_thread(state, core).unwrap_or_else(|| ffi::lua_newthread(state));
-    if ffi::lua_checkstack(co, 4 + args.len() as c_int) == 0 {
+    if ffi::lua_checkstack(co, 4) == 0 {
         return Err("out of Lua stack".into());
     }
     ffi::lua_createtable(state, 0, 0);
@@ -1802,9 +1819,13 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_rawsetfield(state, record, c"token".as_ptr());
     ffi::lua_pushvalue(state, base + 2);
     ffi::lua_rawsetfield(state, record, c"main".as_ptr());
+    let record_slot = lock(&core.record_slots).insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
-    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
-    // body(record, chunk cloned into the new globals, method, args...)
+    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record_slot as ffi::lua_Integer);
+    // body(record, chunk cloned into the new globals, method) runs the chunk in the coroutine
+    // and returns the entry's function, which is then called on the emptied coroutine: the
+    // body's frame stays off the stack, which then fits a process's first C calls without
+    // growing (a grown stack is a reallocation now and another when the thread is reset).
     ffi::lua_pushvalue(state, ffi::lua_upvalueindex(NEXT_BODY));
     ffi::lua_xmove(state, co, 1);
     ffi::lua_pushvalue(state, record);
@@ -1815,20 +1836,39 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_remove(co, -2);
     ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_CHUNKS), slot + 1);
     ffi::lua_xmove(state, co, 1);
-    for v in &args {
-        push_value(co, v)?;
-    }
-    drop(args);
     if let Some(p) = lock(&core.procs).get_mut(&token) {
         p.main = co as usize;
+        p.record = record_slot;
     }
-    let status = ffi::lua_resume_(co, state, ffi::lua_gettop(co) - 1);
+    let mut status = ffi::lua_resume_(co, state, 3);
+    if status == ffi::LUA_OK {
+        // The chunk ran to its end: the entry's function is on the coroutine's stack.
+        if ffi::lua_checkstack(co, args.len() as c_int + 1) == 0 {
+            return Err("out of Lua stack".into());
+        }
+        for v in &args {
+            push_value(co, v)?;
+        }
+        status = ffi::lua_resume_(co, state, args.len() as c_int);
+    } else if status == ffi::LUA_YIELD {
+        // The chunk itself yielded (preempted, or waiting at its top level): the body calls
+        // the function when it ends, with the arguments it finds in the record.
+        ffi::lua_createtable(state, args.len() as c_int, 1);
+        for (i, v) in args.iter().enumerate() {
+            push_value(state, v)?;
+            ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+        }
+        ffi::lua_pushnumber(state, args.len() as f64);
+        ffi::lua_rawsetfield(state, -2, c"n".as_ptr());
+        ffi::lua_rawsetfield(state, record, c"args".as_ptr());
+    }
+    drop(args);
     let settled = settle_first_run(state, core, token, co, status, record);
     ffi::lua_settop(state, base);
     if settled {
         return Ok(None);
     }
-    Ok(Some(hand_to_driver(state, token, co, status)?))
+    Ok(Some(hand_to_driver(state, record_slot, co, status)?))
 }
 
 /// Settles the first run of a process in Rust when it can: parked on its inbox (the driver's
@@ -1872,13 +1912,24 @@ unsafe fn settle_return(
         return false;
     }
     let result = if ffi::lua_gettop(co) == 0 { ExitResult::Value(Value::Nil) } else { result_at(co, false, 1) };
-    ffi::lua_pushnil(state);
-    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), token as ffi::lua_Integer);
-    if let Some(p) = lock(&core.procs).remove(&token) {
+    let ended = lock(&core.procs).remove(&token);
+    if let Some(p) = ended {
+        drop_record(state, core, p.record);
         finish(core, *p, result);
     }
     pool_thread(state, core, co);
     true
+}
+
+/// Removes an ended process's record from the driver's table and frees its slot.
+unsafe fn drop_record(state: *mut mlua::ffi::lua_State, core: &Core, record: u32) {
+    use mlua::ffi;
+    if record == 0 {
+        return;
+    }
+    ffi::lua_pushnil(state);
+    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record as ffi::lua_Integer);
+    lock(&core.record_slots).try_remove(record as usize - 1);
 }
 
 /// Keeps a finished main coroutine for a later process, reset, if the pool has room. Nothing
@@ -1912,10 +1963,10 @@ unsafe fn take_pooled_thread(state: *mut mlua::ffi::lua_State, core: &Core) -> O
     Some(ffi::lua_tothread(state, -1))
 }
 
-/// Pushes `token, false, ok, results...` for the driver, moving the coroutine's results.
+/// Pushes `record, false, ok, results...` for the driver, moving the coroutine's results.
 unsafe fn hand_to_driver(
     state: *mut mlua::ffi::lua_State,
-    token: u32,
+    record: u32,
     co: *mut mlua::ffi::lua_State,
     status: c_int,
 ) -> Result<c_int, String> {
@@ -1925,7 +1976,7 @@ unsafe fn hand_to_driver(
     if ffi::lua_checkstack(state, results + 3) == 0 {
         return Err("out of Lua stack".into());
     }
-    ffi::lua_pushnumber(state, token as f64);
+    ffi::lua_pushnumber(state, record as f64);
     ffi::lua_pushboolean(state, 0);
     ffi::lua_pushboolean(state, ok as c_int);
     ffi::lua_xmove(co, state, results);
