@@ -395,19 +395,23 @@ fn lua_code(registry: &Registry, id: &EntryId, path: &mut Vec<EntryId>) -> Resul
 /// there instead, so idle workers find work to steal (top levels of a tree spread out, deep
 /// levels stay local).
 fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placement {
-    let candidate = host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count;
+    // The shared turn counter is touched only when a shard must be chosen: every worker
+    // spawning would otherwise pull its cache line back and forth.
+    let next_in_turn = || host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count;
     let (Some(group), Some(shards)) = (parent_group, host.shards.get()) else {
-        return Placement { group: candidate, next_to_parent: false };
+        return Placement { group: next_in_turn(), next_to_parent: false };
     };
     let g = group as usize;
     if g >= shard_count {
-        return Placement { group: candidate, next_to_parent: false };
+        return Placement { group: next_in_turn(), next_to_parent: false };
     }
-    if g != candidate && shards[g].ready_len() > 0 && shards[candidate].ready_len() == 0 {
-        Placement { group: candidate, next_to_parent: false }
-    } else {
-        Placement { group: g, next_to_parent: true }
+    if shards[g].ready_len() > 0 {
+        let candidate = next_in_turn();
+        if candidate != g && shards[candidate].ready_len() == 0 {
+            return Placement { group: candidate, next_to_parent: false };
+        }
     }
+    Placement { group: g, next_to_parent: true }
 }
 
 /// How a process comes to be: who spawned it (none for the runtime), how it is tied to its
@@ -469,7 +473,8 @@ impl NodeInner {
         }
         let links: Vec<Pid> = parent.filter(|_| flags.link).into_iter().collect();
         let monitors: Vec<Pid> = parent.filter(|_| flags.monitor).into_iter().collect();
-        let parent_group = parent.filter(|p| p.host == index).and_then(|p| self.slot(p)).map(|s| s.group);
+        let parent_group = parent.filter(|p| p.host == index).and_then(|p| host.table.with(p, |s| s.group));
+        let watched = watcher.is_some();
         match code {
             Code::Library => Err(SpawnError::NotRunnable(entry.into())),
             Code::Lua(code) => {
@@ -481,7 +486,7 @@ impl NodeInner {
                 let pid = host.table.insert(group, |pid| {
                     let m = Arc::new(Mailbox::new(waker, pid.slot));
                     mailbox = Some(m.clone());
-                    Slot { mailbox: m, group: group as u32 }
+                    Slot { mailbox: m, group: group as u32, watched }
                 });
                 if let Some(tx) = watcher {
                     self.lock_watchers().insert(pid, tx);
@@ -504,7 +509,7 @@ impl NodeInner {
                 let pid = host.table.insert(group, |pid| {
                     let m = Arc::new(Mailbox::new(hook, pid.slot));
                     mailbox = Some(m.clone());
-                    Slot { mailbox: m, group: u32::MAX }
+                    Slot { mailbox: m, group: u32::MAX, watched }
                 });
                 if let Some(tx) = watcher {
                     self.lock_watchers().insert(pid, tx);
@@ -599,9 +604,7 @@ impl Kernel for NodeInner {
     fn exited(&self, exit: ProcessExit) {
         let ProcessExit { pid, result, mut links, mut monitors, leftover } = exit;
         self.names.release_all(pid);
-        if let Some(host) = self.host(pid.host) {
-            host.table.remove(pid);
-        }
+        let watched = self.host(pid.host).and_then(|host| host.table.remove(pid)).is_some_and(|slot| slot.watched);
         if let ExitResult::Error(e) = &result {
             tracing::debug!(pid = %self.render_pid(pid), "process failed: {e}");
         }
@@ -625,8 +628,10 @@ impl Kernel for NodeInner {
                 let _ = self.push(linked, Envelope::Event(Event::LinkDown { from: pid, result: result.clone() }));
             }
         }
-        if let Some(tx) = self.lock_watchers().remove(&pid) {
-            let _ = tx.send(result);
+        if watched {
+            if let Some(tx) = self.lock_watchers().remove(&pid) {
+                let _ = tx.send(result);
+            }
         }
     }
 

@@ -18,6 +18,9 @@ pub(crate) struct Slot {
     pub(crate) mailbox: Arc<Mailbox<Envelope>>,
     /// The process group (Lua shard, or native process) the process lives in.
     pub(crate) group: u32,
+    /// Somebody waits for its exit result (`Node::exec`): only then does its exit look at the
+    /// node's map of watchers, a lock every worker would otherwise take on every exit.
+    pub(crate) watched: bool,
 }
 
 struct Occupied {
@@ -122,7 +125,7 @@ mod tests {
     }
 
     fn slot(pid: Pid) -> Slot {
-        Slot { mailbox: Arc::new(Mailbox::new(Arc::new(NoWake), pid.slot)), group: 0 }
+        Slot { mailbox: Arc::new(Mailbox::new(Arc::new(NoWake), pid.slot)), group: 0, watched: false }
     }
 
     #[test]
