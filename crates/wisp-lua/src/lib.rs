@@ -8,13 +8,14 @@
 //! - This crate knows nothing of hosts, the process table or YAML: everything outside the shard
 //!   is reached through the [`Kernel`] trait, which the runtime implements and tests fake.
 //! - Rust never holds one mlua handle per process: process coroutines live in a Lua table keyed by
-//!   their token, and the driver loop that resumes them is Lua (see `prelude.luau`).
+//!   a slot the shard reuses, and the driver loop that resumes them is Lua (see `prelude.luau`).
 //! - No process sees another's tables: every payload is copied into a [`wisp_core::Value`] at
 //!   `send` and rebuilt on the receiving side, even inside one shard.
 
 mod code;
 mod convert;
 mod kernel;
+mod message;
 mod preempt;
 mod security;
 mod shard;

@@ -40,7 +40,6 @@ const PRELUDE: &str = include_str!("prelude.luau");
 
 // Item kinds and step outcomes shared with prelude.luau.
 const K_MESSAGE: u8 = 1;
-const K_MESSAGE_MULTI: u8 = 2;
 const K_LISTENER: u8 = 3;
 const K_LISTENER_MESSAGE: u8 = 4;
 const K_EVENT: u8 = 5;
@@ -99,8 +98,8 @@ pub struct Shard {
 }
 
 /// What the Lua callbacks share with the shard; never holds the VM itself.
-struct Core {
-    kernel: Arc<dyn Kernel>,
+pub(crate) struct Core {
+    pub(crate) kernel: Arc<dyn Kernel>,
     timers: TimerHandle,
     pool: Handle,
     config: ShardConfig,
@@ -513,20 +512,13 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
             .step_size(config.gc_step_size_kb),
     ));
 
-    let message_mt: Table = prelude.get("message_mt")?;
+    crate::message::install(&lua, Arc::as_ptr(core), prelude.get::<Table>("payload_mt")?)?;
     let parked: Table = prelude.get("parked")?;
-    let recv = raw_callback(
-        &lua,
-        core,
-        raw_recv,
-        c"recv",
-        vec![LuaValue::Table(message_mt.clone()), LuaValue::Table(parked)],
-    )?;
+    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
     let next_upvalues = vec![
-        LuaValue::Table(message_mt),
         LuaValue::Function(body),
         LuaValue::Table(env_mt),
         LuaValue::Table(lua.create_table()?),
@@ -586,7 +578,6 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
 fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
     r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
-    r.set("pid", raw_callback(lua, core, raw_pid, c"pid", Vec::new())?)?;
     r.set("self", raw_callback(lua, core, raw_self, c"self", Vec::new())?)?;
 
     // `R.spawn[flags]` is `process.spawn*` itself (errors name its caller); `R.spawn.exec`, a
@@ -1019,7 +1010,7 @@ fn raw_callback(
 }
 
 /// What a raw callback answers: `true`, or `nil, err` (a failure the program handles).
-enum Reply {
+pub(crate) enum Reply {
     True,
     NilErr(String),
     Str(String),
@@ -1030,7 +1021,7 @@ enum Reply {
 ///
 /// # Safety
 /// To be called last in a `lua_CFunction`, with nothing owning heap memory still alive.
-unsafe fn complete(
+pub(crate) unsafe fn complete(
     state: *mut mlua::ffi::lua_State,
     outcome: std::thread::Result<Result<Reply, String>>,
     caller_level: Option<c_int>,
@@ -1189,7 +1180,7 @@ fn finish(core: &Core, p: LocalProc, result: ExitResult) {
 /// # Safety
 /// `state` must be a live Lua state with room for two more values per level of `value`
 /// (checked here); no Lua code runs.
-unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
+pub(crate) unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
     use mlua::ffi;
     match value {
         Value::Nil => ffi::lua_pushnil(state),
@@ -1223,7 +1214,7 @@ unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<
     Ok(())
 }
 
-unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
+pub(crate) unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
     mlua::ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
 }
 
@@ -1317,40 +1308,28 @@ unsafe fn push_item(
         Pushed::Kill
     };
     Ok(match envelope {
-        Envelope::Message(m) => {
-            let from = m.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
-            match p.extra().router.route(&m.topic) {
-                Route::Inbox => {
-                    let at = ffi::lua_gettop(state);
-                    kind(K_MESSAGE);
-                    push_str(state, &m.topic);
-                    push_str(state, &from);
-                    if push_payloads(state, &m.payloads)? {
-                        ffi::lua_pushnumber(state, K_MESSAGE_MULTI as f64);
-                        ffi::lua_replace(state, at + 1);
-                    }
-                }
-                Route::Listener(ListenerId(id)) => {
-                    if p.extra().message_listeners.contains(&id) {
-                        kind(K_LISTENER_MESSAGE);
-                        let at = ffi::lua_gettop(state);
-                        ffi::lua_pushnumber(state, id as f64);
-                        push_str(state, &from);
-                        if push_payloads(state, &m.payloads)? {
-                            // a negative listener id marks several payloads
-                            ffi::lua_pushnumber(state, -(id as f64));
-                            ffi::lua_replace(state, at + 1);
-                        }
-                    } else {
-                        kind(K_LISTENER);
-                        ffi::lua_pushnumber(state, id as f64);
-                        ffi::lua_pushnil(state);
-                        push_payloads(state, &m.payloads)?;
-                    }
-                }
+        Envelope::Message(m) => match p.extra().router.route(&m.topic) {
+            Route::Inbox => {
+                kind(K_MESSAGE);
+                crate::message::push_message(state, m);
+                ffi::lua_pushnil(state);
+                ffi::lua_pushnil(state);
+                Pushed::Item
             }
-            Pushed::Item
-        }
+            Route::Listener(ListenerId(id)) => {
+                let whole_message = p.extra().message_listeners.contains(&id);
+                kind(if whole_message { K_LISTENER_MESSAGE } else { K_LISTENER });
+                ffi::lua_pushnumber(state, id as f64);
+                if whole_message {
+                    crate::message::push_message(state, m);
+                    ffi::lua_pushnil(state);
+                } else {
+                    ffi::lua_pushnil(state);
+                    push_payloads(state, &m.payloads)?;
+                }
+                Pushed::Item
+            }
+        },
         Envelope::Event(event) => {
             match &event {
                 Event::Exit { from, .. } => {
@@ -1513,7 +1492,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                     let co = p.main as *mut ffi::lua_State;
                     let record = p.record;
                     drop(procs);
-                    match resume_parked(state, core, token, record, co, &m)? {
+                    match resume_parked(state, core, token, record, co, m)? {
                         Some(results) => return Ok(results),
                         None => continue,
                     }
@@ -1559,10 +1538,10 @@ unsafe fn resume_parked(
     token: u32,
     record: u32,
     co: *mut mlua::ffi::lua_State,
-    message: &Message,
+    message: Message,
 ) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    push_message(state, core, message, ffi::lua_upvalueindex(NEXT_MESSAGE_MT))?;
+    crate::message::push_message(state, message);
     // What R.recv yielded (its PARKED marker) is still on the coroutine's stack.
     ffi::lua_settop(co, 0);
     ffi::lua_xmove(state, co, 1);
@@ -1600,7 +1579,7 @@ unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int 
         Ok(Ok(Received::Message)) => 1,
         Ok(Ok(Received::Nothing)) => 0,
         Ok(Ok(Received::Parked)) => {
-            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(3));
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
             ffi::lua_yield(state, 1)
         }
         Ok(Err(raise)) => complete(state, Ok(Err(raise)), Some(2)),
@@ -1638,34 +1617,8 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     if ffi::lua_checkstack(state, 4) == 0 {
         return Err("out of Lua stack".into());
     }
-    push_message(state, core, &message, ffi::lua_upvalueindex(2))?;
+    crate::message::push_message(state, message);
     Ok(Received::Message)
-}
-
-/// Light userdata tags for PID handles: 1 + host index (tag 0 is plain light userdata).
-const PID_TAG_LIMIT: u16 = (mlua::ffi::LUA_LUTAG_LIMIT - 1) as u16;
-
-/// Pushes a PID as a light userdata: slot and generation in the pointer bits, the host in the tag.
-unsafe fn push_pid_handle(state: *mut mlua::ffi::lua_State, pid: Pid) {
-    let bits = (pid.slot as u64) | ((pid.generation as u64) << 32);
-    mlua::ffi::lua_pushlightuserdatatagged(state, bits as usize as *mut std::ffi::c_void, 1 + pid.host.0 as c_int);
-}
-
-/// `R.pid(handle)`: the PID string of a handle made by [`push_pid_handle`].
-unsafe extern "C-unwind" fn raw_pid(state: *mut mlua::ffi::lua_State) -> c_int {
-    use mlua::ffi;
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
-    let tag = ffi::lua_lightuserdatatag(state, 1);
-    if ffi::lua_type(state, 1) != ffi::LUA_TLIGHTUSERDATA || tag < 1 {
-        ffi::lua_pushnil(state);
-        return 1;
-    }
-    let bits = ffi::lua_tolightuserdatatagged(state, 1, tag) as usize as u64;
-    let pid = Pid::new(wisp_core::HostIndex((tag - 1) as u16), bits as u32, (bits >> 32) as u32);
-    let text = core.kernel.render_pid(pid);
-    push_str(state, &text);
-    1
 }
 
 /// `R.self()`: the PID string of the running process (rendered when first asked for).
@@ -1680,36 +1633,6 @@ unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int 
         None => ffi::lua_pushnil(state),
     }
     1
-}
-
-/// Pushes an inbox message as a Lua program sees it: `{topic, from, value, multi}` with the
-/// Message metatable found at `mt`.
-unsafe fn push_message(
-    state: *mut mlua::ffi::lua_State,
-    core: &Core,
-    message: &Message,
-    mt: c_int,
-) -> Result<(), String> {
-    use mlua::ffi;
-    ffi::lua_createtable(state, 3, 0);
-    push_str(state, &message.topic);
-    ffi::lua_rawseti(state, -2, 1);
-    // The sender is rendered as a string only if the program asks (`Message:from` calls R.pid).
-    match message.from {
-        Some(pid) if pid.host.0 < PID_TAG_LIMIT => push_pid_handle(state, pid),
-        Some(pid) => push_str(state, &core.kernel.render_pid(pid)),
-        None => push_str(state, ""),
-    }
-    ffi::lua_rawseti(state, -2, 2);
-    let multi = push_payloads(state, &message.payloads)?;
-    ffi::lua_rawseti(state, -2, 3);
-    if multi {
-        ffi::lua_pushboolean(state, 1);
-        ffi::lua_rawseti(state, -2, 4);
-    }
-    ffi::lua_pushvalue(state, mt);
-    ffi::lua_setmetatable(state, -2);
-    Ok(())
 }
 
 /// Moves newly admitted processes into the shard's table.
@@ -1763,16 +1686,15 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
     (after_long_step || left.is_multiple_of(CLOCK_EVERY)) && Instant::now() >= *lock(&core.deadline)
 }
 
-/// Upvalues of `R.next` after the Core: the Message metatable, the driver's `body`, the
+/// Upvalues of `R.next` after the Core: the driver's `body`, the
 /// environment metatable, the table of loaded chunks by entry, the shard's preemption counter,
 /// the driver's table of process records and the pool of reset threads.
-const NEXT_MESSAGE_MT: c_int = 2;
-const NEXT_BODY: c_int = 3;
-const NEXT_ENV_MT: c_int = 4;
-const NEXT_CHUNKS: c_int = 5;
-const NEXT_PREEMPT: c_int = 6;
-const NEXT_PROCS: c_int = 7;
-const NEXT_THREAD_POOL: c_int = 8;
+const NEXT_BODY: c_int = 2;
+const NEXT_ENV_MT: c_int = 3;
+const NEXT_CHUNKS: c_int = 4;
+const NEXT_PREEMPT: c_int = 5;
+const NEXT_PROCS: c_int = 6;
+const NEXT_THREAD_POOL: c_int = 7;
 
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
 /// thread is an allocation of about 1.2 KB and, later, work for the collector.
