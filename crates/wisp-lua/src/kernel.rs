@@ -88,6 +88,10 @@ pub trait TerminalIo: Send + Sync + 'static {
 pub trait Kernel: Send + Sync + 'static {
     /// `{host|0x...}` for a PID of this runtime.
     fn render_pid(&self, pid: Pid) -> String;
+    /// Appends what [`Kernel::render_pid`] returns to `out` (spawns reuse one buffer).
+    fn write_pid(&self, pid: Pid, out: &mut String) {
+        out.push_str(&self.render_pid(pid));
+    }
     /// Reads a PID string; `None` when it is not one of this runtime's.
     fn parse_pid(&self, text: &str) -> Option<Pid>;
     fn send(&self, from: Pid, dest: Dest<'_>, message: Message) -> Result<(), SendError>;

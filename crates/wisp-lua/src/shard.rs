@@ -107,6 +107,8 @@ pub(crate) struct Core {
     sched: ScheduleState,
     ready: Ready,
     admits: Mutex<Vec<Admission>>,
+    /// An empty vector with room, swapped with `admits` by `admit_pending`.
+    admits_spare: Mutex<Vec<Admission>>,
     /// Set after an admission is pushed, so `R.next` looks at `admits` only when there is one.
     admitted: AtomicBool,
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
@@ -355,6 +357,7 @@ impl Shard {
             sched: ScheduleState::new(),
             ready: Ready::default(),
             admits: Mutex::new(Vec::new()),
+            admits_spare: Mutex::new(Vec::new()),
             admitted: AtomicBool::new(false),
             procs: Mutex::new(FxHashMap::default()),
             loaded: Mutex::new(HashMap::new()),
@@ -1642,10 +1645,13 @@ fn admit_pending(core: &Core) {
     if !core.admitted.swap(false, Ordering::SeqCst) {
         return;
     }
-    let admitted: Vec<Admission> = std::mem::take(&mut *lock(&core.admits));
+    // Swapped with a spare vector, whose room is kept: a fresh one per admission was an
+    // allocation per spawn.
+    let mut admitted = std::mem::take(&mut *lock(&core.admits_spare));
+    std::mem::swap(&mut admitted, &mut *lock(&core.admits));
     if !admitted.is_empty() {
         let mut procs = lock(&core.procs);
-        for a in admitted {
+        for a in admitted.drain(..) {
             procs.insert(
                 a.pid.slot,
                 Box::new(LocalProc {
@@ -1669,6 +1675,7 @@ fn admit_pending(core: &Core) {
             );
         }
     }
+    *lock(&core.admits_spare) = admitted;
 }
 
 /// Steps between two looks at the clock.
@@ -1950,10 +1957,34 @@ unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int
     let flags = ffi::lua_tonumber(state, ffi::lua_upvalueindex(2)) as u8;
     let level = ffi::lua_tonumber(state, ffi::lua_upvalueindex(3)) as c_int;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core, flags)));
-    complete(state, outcome, Some(level))
+    match outcome {
+        Ok(Ok(Ok(child))) => {
+            // The child's PID string, rendered into a buffer this thread keeps rather than a
+            // String per spawn.
+            PID_TEXT.with_borrow_mut(|text| {
+                text.clear();
+                core.kernel.write_pid(child, text);
+                push_str(state, text);
+            });
+            1
+        }
+        Ok(Ok(Err(failed))) => complete(state, Ok(Ok(Reply::NilErr(failed))), Some(level)),
+        Ok(Err(raise)) => complete(state, Ok(Err(raise)), Some(level)),
+        Err(panic) => complete(state, Err(panic), Some(level)),
+    }
 }
 
-unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core, flags: u8) -> Result<Reply, String> {
+thread_local! {
+    static PID_TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Spawns from the arguments of `process.spawn*`: the child, or the failure the program gets as
+/// `nil, err`; `Err` for bad arguments, raised.
+unsafe fn spawn_from_stack(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    flags: u8,
+) -> Result<Result<Pid, String>, String> {
     use mlua::ffi;
     let top = ffi::lua_gettop(state);
     let entry = text_arg(state, 1, "process.spawn: the entry must be a string")?;
@@ -1975,9 +2006,9 @@ unsafe fn spawn_from_stack(state: *mut mlua::ffi::lua_State, core: &Core, flags:
     Ok(match core.kernel.spawn(request) {
         Ok(child) => {
             record_child(core, token, flags, child);
-            Reply::Str(core.kernel.render_pid(child))
+            Ok(child)
         }
-        Err(e) => Reply::NilErr(e),
+        Err(e) => Err(e),
     })
 }
 

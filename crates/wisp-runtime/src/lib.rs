@@ -534,10 +534,14 @@ impl NodeInner {
 
 impl Kernel for NodeInner {
     fn render_pid(&self, pid: Pid) -> String {
-        match self.host(pid.host) {
-            Some(h) => pid.display(&h.name).to_string_fast(),
-            None => pid.display("?").to_string(),
-        }
+        let mut out = String::new();
+        self.write_pid(pid, &mut out);
+        out
+    }
+
+    fn write_pid(&self, pid: Pid, out: &mut String) {
+        let host = self.host(pid.host).map_or("?", |h| h.name.as_str());
+        pid.display(host).write_to(out);
     }
 
     fn parse_pid(&self, text: &str) -> Option<Pid> {
