@@ -528,9 +528,19 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         preempt_handle,
         LuaValue::Table(prelude.get::<Table>("procs")?),
         LuaValue::Table(lua.create_table()?),
+        LuaValue::Table(record_template(&lua)?),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
+}
+
+/// A process record's template: `token` and `main` set, and room for two more fields (an idle
+/// process's record has four: see `make_ready` in the prelude).
+fn record_template(lua: &Lua) -> mlua::Result<Table> {
+    let template = lua.create_table_with_capacity(0, 4)?;
+    template.raw_set("token", 0)?;
+    template.raw_set("main", false)?;
+    Ok(template)
 }
 
 /// Looks up the running process; Lua always passes its token.
@@ -1695,13 +1705,15 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 
 /// Upvalues of `R.next` after the Core: the driver's `body`, the
 /// environment metatable, the table of loaded chunks by entry, the shard's preemption counter,
-/// the driver's table of process records and the pool of reset threads.
+/// the driver's table of process records, the pool of reset threads and the template of a
+/// process record.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
 const NEXT_PREEMPT: c_int = 5;
 const NEXT_PROCS: c_int = 6;
 const NEXT_THREAD_POOL: c_int = 7;
+const NEXT_RECORD_TEMPLATE: c_int = 8;
 
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
 /// thread is an allocation of about 1.2 KB and, later, work for the collector.
@@ -1741,8 +1753,10 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
     ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(NEXT_PREEMPT)));
-    // The driver's record (see `make_ready` in the prelude for the fields that come later).
-    ffi::lua_createtable(state, 0, 4);
+    // The driver's record (see `make_ready` in the prelude for the fields that come later), a
+    // copy of a template that has its two first keys already: setting them is then a lookup,
+    // not an insertion.
+    ffi::lua_clonetable(state, ffi::lua_upvalueindex(NEXT_RECORD_TEMPLATE));
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
     ffi::lua_rawsetfield(state, record, c"token".as_ptr());
