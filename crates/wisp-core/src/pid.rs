@@ -59,17 +59,14 @@ impl PidDisplay<'_> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let serial = self.pid.serial();
         let digits = (((64 - serial.leading_zeros()) as usize).div_ceil(4)).max(5);
-        // The digits and the closing brace are written into a small buffer and appended at once.
-        let mut tail = [0u8; 17];
-        for (i, byte) in tail[..digits].iter_mut().enumerate() {
-            *byte = HEX[((serial >> ((digits - 1 - i) * 4)) & 0xf) as usize];
-        }
-        tail[digits] = b'}';
         out.reserve(self.host_name.len() + digits + 5);
         out.push('{');
         out.push_str(self.host_name);
         out.push_str("|0x");
-        out.push_str(std::str::from_utf8(&tail[..=digits]).expect("hex digits are ASCII"));
+        for i in (0..digits).rev() {
+            out.push(HEX[((serial >> (i * 4)) & 0xf) as usize] as char);
+        }
+        out.push('}');
     }
 
     pub fn to_string_fast(&self) -> String {
