@@ -101,7 +101,8 @@ pub(crate) unsafe fn raw_to_value(
         ffi::LUA_TTABLE => Value::Table(Box::new(raw_table(state, idx, path)?)),
         ffi::LUA_TFUNCTION => return Err(ValueError::Unsupported("function")),
         ffi::LUA_TTHREAD => return Err(ValueError::Unsupported("thread")),
-        _ => return Err(ValueError::Unsupported("userdata")),
+        // A received message is its own Payload: forwarding it sends its data.
+        _ => crate::message::data_of(state, idx).ok_or(ValueError::Unsupported("userdata"))?,
     })
 }
 

@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use mlua::{ffi, Lua, Table, Value as LuaValue};
-use wisp_core::Message;
+use wisp_core::{Message, Value};
 
 use crate::shard::{complete, push_str, push_value, Core, Reply};
 
@@ -80,6 +80,21 @@ unsafe fn this<'a>(state: *mut ffi::lua_State) -> Option<&'a Message> {
     // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`); the
     // reference does not outlive the call, during which the argument keeps it alive.
     (ffi::lua_touserdatatagged(state, 1, MESSAGE_TAG) as *const Message).as_ref()
+}
+
+/// The data of the message at `idx`, as `data()` would return it, if it is a message (a copy
+/// for `process.send`: a message with one payload is that payload's Payload object).
+///
+/// # Safety
+/// `idx` must be a valid index of `state`.
+pub(crate) unsafe fn data_of(state: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
+    // SAFETY: as in `this`.
+    let m = (ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()?;
+    Some(match m.payloads.as_slice() {
+        [] => Value::Nil,
+        [one] => one.clone(),
+        many => Value::Table(Box::new(wisp_core::Table { array: many.to_vec(), map: Vec::new() })),
+    })
 }
 
 /// Raises "message:<method> called on a non-message" at the caller's line.

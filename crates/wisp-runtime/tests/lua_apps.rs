@@ -642,6 +642,11 @@ local function main()
 	local none = inbox:receive()
 	assert(none:payload() == nil and none:data() == nil, "a message without payload")
 
+	-- A Payload can be sent on as it is: the receiver gets its data.
+	process.send(me, "forward", one:payload())
+	local forwarded = inbox:receive():payload():data()
+	assert(forwarded.list[1] == 1 and forwarded.list[2] == 2, "a forwarded payload")
+
 	-- The methods are shared by every process of a shard: nobody may reach or change them.
 	assert(getmetatable(one) == false, "the metatable is visible")
 	local ok, err = pcall(one.topic, {})
