@@ -8,8 +8,8 @@
 //!    in `R.recv` is resumed here with its next inbox message (`resume_parked`); when either
 //!    parks again or returns a value, `R.next` goes on to the next token without Lua. Otherwise
 //!    it hands the process over (by the slot of its record in the driver's table, not its
-//!    token) with the items drained from its mailbox, or with the outcome of the resume it made. Signals (links, monitors, terminate) are applied here, in
-//!    Rust, and never reach Lua.
+//!    token) with the items drained from its mailbox, or with the outcome of the resume it
+//!    made. Signals (links, monitors, terminate) are applied here, in Rust, and never reach Lua.
 //! 3. The driver routes the items into the process's channels and resumes its ready coroutines.
 //! 4. After `batch` steps, or when no process is ready, `R.next` returns nothing and the run
 //!    ends; the shard re-queues itself if more is ready.
@@ -1442,9 +1442,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     // The driver names the process of the previous step by its record's slot.
     let prev_record = ffi::lua_tonumber(state, 1) as i64;
     let status = ffi::lua_tonumber(state, 2) as u8;
-    let prev = u32::try_from(prev_record - 1)
-        .ok()
-        .and_then(|key| lock(&core.record_slots).get(key as usize).copied());
+    let prev = u32::try_from(prev_record - 1).ok().and_then(|key| lock(&core.record_slots).get(key as usize).copied());
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
