@@ -658,7 +658,61 @@ return { main = main }
 "#,
 )];
 
+// An entry's chunk normally runs to its end and its function is then called on a fresh frame;
+// a chunk that waits or is preempted at its top level must still get its arguments, in order.
+const WAITING_CHUNK: &[(&str, &str)] = &[
+    (
+        "case.lua",
+        r#"
+local function main()
+	local me = process.pid()
+	local waiting = process.spawn("app:waits_at_top", "app:processes", me, "a", { n = 2 }, 3)
+	local busy = process.spawn("app:busy_at_top", "app:processes", me, "b", 5)
+	process.send(waiting, "go", "first")
+	local inbox = process.inbox()
+	local got = {}
+	for _ = 1, 2 do
+		local msg = inbox:receive()
+		got[msg:topic()] = msg:payload():data()
+	end
+	assert(got.waited == "first a 2 3", "waiting chunk: " .. tostring(got.waited))
+	assert(got.busy == "b 5", "busy chunk: " .. tostring(got.busy))
+	return "ok"
+end
+return { main = main }
+"#,
+    ),
+    (
+        "waits_at_top.lua",
+        r#"
+-- Waits for a message before the module is even built.
+local first = process.inbox():receive():payload():data()
+local function main(parent: string, a: string, t, c: number)
+	process.send(parent, "waited", string.format("%s %s %d %d", first, a, t.n, c))
+end
+return { main = main }
+"#,
+    ),
+    (
+        "busy_at_top.lua",
+        r#"
+-- Runs long enough at its top level to be preempted there.
+local x = 0
+for i = 1, 3000000 do
+	x += i % 3
+end
+local function main(parent: string, b: string, n: number)
+	assert(x > 0)
+	process.send(parent, "busy", b .. " " .. n)
+end
+return { main = main }
+"#,
+    ),
+];
+
 lua_cases! {
+    chunks_that_wait_or_are_preempted_at_top_level_get_their_arguments:
+        files WAITING_CHUNK, args no_args, expect ok;
     payloads_are_deep_copies_and_functions_and_cycles_are_refused:
         files PAYLOAD, args no_args, expect ok;
     messages_copy_their_payload_on_each_read_and_keep_their_methods_private:
