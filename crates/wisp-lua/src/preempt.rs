@@ -1,10 +1,12 @@
 //! Preemption of busy processes, like BEAM reductions.
 //!
-//! Luau calls the interrupt at function calls and loop back-edges. A process coroutine carries,
-//! as its thread data, a pointer to its shard's [`Preempt`] counter; other threads (the shard's
-//! main thread, a user's own `coroutine.create`) carry none and are never yielded. When one
-//! coroutine has passed `budget` interrupts in a row, it yields with no values, which the driver
-//! reads as "preempted: requeue".
+//! Luau calls the interrupt at function calls, returns and loop back-edges: several times per
+//! message, so its common path is a thread-local count and nothing else. Every
+//! [`CHECK_EVERY`] interrupts it looks at the running coroutine. A process coroutine carries, as
+//! its thread data, a pointer to its shard's [`Preempt`] counter; other threads (the shard's
+//! main thread, a user's own `coroutine.create`) carry none and are never yielded. When the same
+//! coroutine has been running at the looks spanning `budget` interrupts, it yields with no
+//! values, which the driver reads as "preempted: requeue".
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -53,10 +55,25 @@ pub(crate) unsafe fn mark_top(state: *mut ffi::lua_State, ptr: PreemptPtr) {
     }
 }
 
+/// Interrupts between two looks at the running coroutine.
+const CHECK_EVERY: u32 = 256;
+
+thread_local! {
+    /// Interrupts on this worker since the last look (shards move between workers; a count that
+    /// carries over from another shard only brings the next look forward).
+    static SINCE_LOOK: Cell<u32> = const { Cell::new(0) };
+}
+
 unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     if gc >= 0 {
         return;
     }
+    let since = SINCE_LOOK.get() + 1;
+    if since < CHECK_EVERY {
+        SINCE_LOOK.set(since);
+        return;
+    }
+    SINCE_LOOK.set(0);
     // SAFETY: thread data is either null or a pointer set by `mark_top` to the shard's Preempt,
     // which lives as long as the VM (the shard drops its VM first).
     let data = ffi::lua_getthreaddata(state) as *const Preempt;
@@ -70,14 +87,15 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
         preempt.count.set(0);
         return;
     }
-    let count = preempt.count.get() + 1;
+    let count = preempt.count.get() + CHECK_EVERY;
     if count < preempt.budget {
         preempt.count.set(count);
         return;
     }
     if in_runtime_code(state) {
-        // Channel operations in the prelude must not be split by a preemption: try again soon.
-        preempt.count.set(preempt.budget.saturating_sub(RETRY_AFTER));
+        // Channel operations in the prelude must not be split by a preemption: try again at
+        // the next look.
+        preempt.count.set(preempt.budget.saturating_sub(1));
         return;
     }
     preempt.count.set(0);
@@ -85,9 +103,6 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
         ffi::lua_yield(state, 0);
     }
 }
-
-/// Interrupts to wait before trying again to preempt a coroutine that was inside runtime code.
-const RETRY_AFTER: u32 = 16;
 
 /// The chunk name of the runtime's own Lua code (see `shard.rs`).
 pub(crate) const RUNTIME_CHUNK: &str = "=wisp";
