@@ -517,7 +517,9 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     crate::message::install(&lua, Arc::as_ptr(core), prelude.get::<Table>("payload_mt")?)?;
     let parked: Table = prelude.get("parked")?;
-    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
+    let procs: Table = prelude.get("procs")?;
+    let recv =
+        raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked), LuaValue::Table(procs.clone())])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
@@ -526,7 +528,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(env_mt),
         LuaValue::Table(lua.create_table()?),
         preempt_handle,
-        LuaValue::Table(prelude.get::<Table>("procs")?),
+        LuaValue::Table(procs),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
     ];
@@ -1553,10 +1555,12 @@ unsafe fn resume_parked(
 ) -> Result<Option<c_int>, String> {
     use mlua::ffi;
     crate::message::push_message(state, message);
-    // What R.recv yielded (its PARKED marker) is still on the coroutine's stack.
+    ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_PROCS), record as ffi::lua_Integer);
+    // What R.recv yielded (its PARKED marker) is still on the coroutine's stack. It returns the
+    // message and the process's record (see `raw_recv`).
     ffi::lua_settop(co, 0);
-    ffi::lua_xmove(state, co, 1);
-    let status = ffi::lua_resume_(co, state, 1);
+    ffi::lua_xmove(state, co, 2);
+    let status = ffi::lua_resume_(co, state, 2);
     let parked_again = status == ffi::LUA_YIELD && lock(&core.procs).get(&token).is_some_and(|p| p.parked);
     if parked_again {
         wait_or_requeue(core, token);
@@ -1577,17 +1581,23 @@ fn wait_or_requeue(core: &Core, token: u32) {
     }
 }
 
-/// `R.recv(token)`: the next inbox message, straight from the mailbox. Returns the message;
-/// nothing when the driver must take over (an event, signal or listener message comes first, or
-/// a coroutine other than a lone main coroutine waits); or parks the main coroutine: it yields
-/// the PARKED marker and is resumed by `R.next` with the next inbox message.
+/// `R.recv()`: the running process's next inbox message, straight from its mailbox. Returns the
+/// message and the process's record (the driver's `CURRENT` after a park, given by Rust so no
+/// table a program makes can pass for it); nothing when the driver must take over (an event,
+/// signal or listener message comes first, or a coroutine other than a lone main coroutine
+/// waits); or parks the main coroutine: it yields the PARKED marker and is resumed by `R.next`
+/// with the next inbox message and the record. Upvalues: the PARKED marker, the driver's table
+/// of records.
 unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_onto_stack(state, core)));
     match outcome {
-        Ok(Ok(Received::Message)) => 1,
+        Ok(Ok(Received::Message(record))) => {
+            ffi::lua_rawgeti(state, ffi::lua_upvalueindex(3), record as ffi::lua_Integer);
+            2
+        }
         Ok(Ok(Received::Nothing)) => 0,
         Ok(Ok(Received::Parked)) => {
             ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
@@ -1599,21 +1609,22 @@ unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int 
 }
 
 enum Received {
-    Message,
+    /// The message is pushed; the process's record slot.
+    Message(u32),
     Nothing,
     Parked,
 }
 
 unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Received, String> {
     use mlua::ffi;
-    let token = ffi::lua_tonumber(state, 1) as u32;
-    let message = {
+    let token = core.current.load(Ordering::Relaxed);
+    let (message, record) = {
         let mut procs = lock(&core.procs);
         let Some(p) = procs.get_mut(&token) else {
             return Ok(Received::Nothing);
         };
         match p.next_envelope() {
-            Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => m,
+            Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => (m, p.record),
             Some(other) => {
                 p.set_stash(other);
                 return Ok(Received::Nothing);
@@ -1629,7 +1640,7 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         return Err("out of Lua stack".into());
     }
     crate::message::push_message(state, message);
-    Ok(Received::Message)
+    Ok(Received::Message(record))
 }
 
 /// `R.self()`: the PID string of the running process (rendered when first asked for).

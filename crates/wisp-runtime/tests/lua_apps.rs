@@ -710,7 +710,53 @@ return { main = main }
     ),
 ];
 
+// A program can rebuild a table that looks like another process's inbox (its PID gives the slot)
+// and call the inbox's own `receive` on it: it must only ever reach its own mailbox.
+// A program can rebuild a table that looks like another process's inbox (its PID gives the slot)
+// and call the inbox's own `receive` on it: it must only ever reach its own mailbox, and stay
+// itself.
+const FORGED_INBOX: &[(&str, &str)] = &[
+    (
+        "case.lua",
+        r#"
+local function main()
+	local me = process.pid()
+	local inbox = process.inbox()
+	local victim = process.spawn("app:holder", "app:processes", me)
+	assert(inbox:receive():topic() == "ready")
+	-- The victim waits on its inbox now; this message waits for it in its mailbox.
+	process.send(victim, "secret", "not yours")
+	process.send(me, "mine", "own")
+	local slot = tonumber(string.match(victim, "|0x(%x+)}"), 16) % 2 ^ 32
+	local mt = getmetatable(inbox)
+	assert(type(mt) == "table", "no metatable to forge with")
+	local forged = setmetatable({ n = 0, bh = 1, ext = true, inbox = { token = slot } }, mt)
+	local msg = mt.__index.receive(forged)
+	assert(msg:topic() == "mine", "took another process's message: " .. tostring(msg:topic()))
+	assert(process.pid() == me, "the running process changed")
+	-- The victim still gets its message.
+	assert(inbox:receive():payload():data() == "not yours", "the victim lost its message")
+	return "ok"
+end
+return { main = main }
+"#,
+    ),
+    (
+        "holder.lua",
+        r#"
+local function main(parent: string)
+	process.send(parent, "ready", true)
+	local msg = process.inbox():receive()
+	process.send(parent, "got", msg:payload():data())
+end
+return { main = main }
+"#,
+    ),
+];
+
 lua_cases! {
+    a_forged_inbox_reaches_only_the_callers_own_mailbox:
+        files FORGED_INBOX, args no_args, expect ok;
     chunks_that_wait_or_are_preempted_at_top_level_get_their_arguments:
         files WAITING_CHUNK, args no_args, expect ok;
     payloads_are_deep_copies_and_functions_and_cycles_are_refused:
