@@ -1661,7 +1661,8 @@ unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int 
 fn admit_pending(core: &Core) {
     // An admission is pushed before the flag is set, and the flag before its token is queued:
     // a token popped for a process not in `procs` yet always finds its admission here.
-    if !core.admitted.swap(false, Ordering::SeqCst) {
+    // A plain load first: this runs before every step, and the swap is a locked instruction.
+    if !core.admitted.load(Ordering::SeqCst) || !core.admitted.swap(false, Ordering::SeqCst) {
         return;
     }
     // Swapped with a spare vector, whose room is kept: a fresh one per admission was an
