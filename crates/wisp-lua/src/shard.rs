@@ -18,6 +18,7 @@
 //! process's token (its PID slot), which queues the token here (in the LIFO slot when the push
 //! came from this shard's own run) and schedules the shard.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -114,10 +115,10 @@ pub(crate) struct Core {
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
     /// Hashed with Fx: looked up several times per message.
-    procs: Mutex<FxHashMap<u32, Box<LocalProc>>>,
-    loaded: Mutex<HashMap<String, (Arc<str>, Function)>>,
+    procs: RunState<FxHashMap<u32, Box<LocalProc>>>,
+    loaded: RunState<HashMap<String, (Arc<str>, Function)>>,
     /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
-    raw_loaded: Mutex<FxHashMap<String, LoadedChunk>>,
+    raw_loaded: RunState<FxHashMap<String, LoadedChunk>>,
     /// Steps left in this slice, and when the slice must end.
     steps_left: AtomicUsize,
     deadline: Mutex<Instant>,
@@ -128,12 +129,12 @@ pub(crate) struct Core {
     /// Threads in `R.next`'s pool (only the thread running the shard touches it).
     pooled_threads: AtomicU32,
     /// The PID string a process of this shard last sent to, parsed.
-    last_dest: Mutex<Option<(Box<str>, Pid)>>,
+    last_dest: RunState<Option<(Box<str>, Pid)>>,
     /// The driver's table of process records is keyed by these reused slots (a record's slot
     /// minus one is its key here; the value is the process's token). Keyed by tokens, sparse
     /// across a host's process table, the table was a hash that Luau rebuilt every few dozen
     /// processes; dense slots keep it an array.
-    record_slots: Mutex<Slab<u32>>,
+    record_slots: RunState<Slab<u32>>,
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -321,6 +322,26 @@ impl Drop for ReadyGuard<'_> {
     }
 }
 
+/// Shard state that only the thread running the shard touches. Every access happens while that
+/// thread holds the shard's `vm` lock (in a run, or in `shutdown`), so no lock of its own is
+/// needed: a `RefCell`'s flag turns an accidental re-entry into a panic. (These were mutexes:
+/// two locked instructions per access, several accesses per step.)
+struct RunState<T>(RefCell<T>);
+
+// SAFETY: accesses are serialized by the `vm` mutex, whose release and acquire also order them
+// across the workers a shard moves between; `T: Send` as the value moves between threads.
+unsafe impl<T: Send> Sync for RunState<T> {}
+
+impl<T> RunState<T> {
+    fn new(value: T) -> RunState<T> {
+        RunState(RefCell::new(value))
+    }
+
+    fn borrow_mut(&self) -> std::cell::RefMut<'_, T> {
+        self.0.borrow_mut()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a shard lock is already reported by the worker; keep serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -359,16 +380,16 @@ impl Shard {
             admits: Mutex::new(Vec::new()),
             admits_spare: Mutex::new(Vec::new()),
             admitted: AtomicBool::new(false),
-            procs: Mutex::new(FxHashMap::default()),
-            loaded: Mutex::new(HashMap::new()),
-            raw_loaded: Mutex::new(FxHashMap::default()),
+            procs: RunState::new(FxHashMap::default()),
+            loaded: RunState::new(HashMap::new()),
+            raw_loaded: RunState::new(FxHashMap::default()),
             steps_left: AtomicUsize::new(0),
             deadline: Mutex::new(Instant::now()),
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
             pooled_threads: AtomicU32::new(0),
-            last_dest: Mutex::new(None),
-            record_slots: Mutex::new(Slab::new()),
+            last_dest: RunState::new(None),
+            record_slots: RunState::new(Slab::new()),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -412,9 +433,11 @@ impl Shard {
     /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
     /// between the shard and its Lua callbacks.
     pub fn shutdown(&self) {
-        let vm = lock(&self.vm).take();
+        let mut vm = lock(&self.vm);
+        drop(vm.take());
+        // Still under the `vm` lock: `procs` is `RunState`.
+        let procs: Vec<Box<LocalProc>> = self.core.procs.borrow_mut().drain().map(|(_, p)| p).collect();
         drop(vm);
-        let procs: Vec<Box<LocalProc>> = lock(&self.core.procs).drain().map(|(_, p)| p).collect();
         for p in procs {
             p.mailbox.close();
         }
@@ -547,7 +570,7 @@ fn record_template(lua: &Lua) -> mlua::Result<Table> {
 
 /// Looks up the running process; Lua always passes its token.
 fn with_proc<R>(core: &Core, token: u32, f: impl FnOnce(&mut LocalProc) -> R) -> mlua::Result<R> {
-    let mut procs = lock(&core.procs);
+    let mut procs = core.procs.borrow_mut();
     match procs.get_mut(&token) {
         Some(p) => Ok(f(p)),
         None => Err(mlua::Error::runtime("process is not running")),
@@ -989,7 +1012,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
 }
 
 fn load_chunk(lua: &Lua, core: &Core, code: &LuaCode) -> mlua::Result<Function> {
-    let mut loaded = lock(&core.loaded);
+    let mut loaded = core.loaded.borrow_mut();
     if let Some((source, f)) = loaded.get(&code.entry) {
         if Arc::ptr_eq(source, &code.source) {
             return Ok(f.clone());
@@ -1098,7 +1121,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     // of a shard often to the same PID (children to their parent): the last PID parsed is kept
     // by each, and the last topic by each process.
     let (from, cached, topic) = {
-        let mut procs = lock(&core.procs);
+        let mut procs = core.procs.borrow_mut();
         let p = procs.get_mut(&token).ok_or("process is not running")?;
         let topic = match &p.last_topic {
             Some(last) if **last == *topic_text => last.clone(),
@@ -1110,15 +1133,15 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         };
         (p.pid, known_pid(&p.last_dest, dest_bytes), topic)
     };
-    let cached = cached.or_else(|| known_pid(&lock(&core.last_dest), dest_bytes));
+    let cached = cached.or_else(|| known_pid(&core.last_dest.borrow_mut(), dest_bytes));
     let dest = match cached {
         Some(pid) => Dest::Pid(pid),
         None => {
             let text = text_arg(state, 1, DEST)?;
             let dest = parse_dest(core, text);
             if let Dest::Pid(pid) = dest {
-                *lock(&core.last_dest) = Some((text.into(), pid));
-                if let Some(p) = lock(&core.procs).get_mut(&token) {
+                *core.last_dest.borrow_mut() = Some((text.into(), pid));
+                if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
                     p.last_dest = Some((text.into(), pid));
                 }
             }
@@ -1444,7 +1467,8 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     // The driver names the process of the previous step by its record's slot.
     let prev_record = ffi::lua_tonumber(state, 1) as i64;
     let status = ffi::lua_tonumber(state, 2) as u8;
-    let prev = u32::try_from(prev_record - 1).ok().and_then(|key| lock(&core.record_slots).get(key as usize).copied());
+    let prev =
+        u32::try_from(prev_record - 1).ok().and_then(|key| core.record_slots.borrow_mut().get(key as usize).copied());
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
@@ -1452,7 +1476,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             S_DONE => {
                 let is_error = ffi::lua_toboolean(state, 3) != 0;
                 let result = result_at(state, is_error, 4);
-                let ended = lock(&core.procs).remove(&prev);
+                let ended = core.procs.borrow_mut().remove(&prev);
                 if let Some(p) = ended {
                     drop_record(state, core, p.record);
                     finish(core, *p, result);
@@ -1474,13 +1498,13 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         let Some(token) = core.ready.lock().pop() else {
             return Ok(0);
         };
-        let mut procs = lock(&core.procs);
+        let mut procs = core.procs.borrow_mut();
         if !procs.contains_key(&token) {
             // Admitted after this step took the admissions: an admission is queued before its
             // token, so it is there now.
             drop(procs);
             admit_pending(core);
-            procs = lock(&core.procs);
+            procs = core.procs.borrow_mut();
         }
         let Some(p) = procs.get_mut(&token) else {
             continue; // a wake-up for a process that already ended
@@ -1561,7 +1585,7 @@ unsafe fn resume_parked(
     ffi::lua_settop(co, 0);
     ffi::lua_xmove(state, co, 2);
     let status = ffi::lua_resume_(co, state, 2);
-    let parked_again = status == ffi::LUA_YIELD && lock(&core.procs).get(&token).is_some_and(|p| p.parked);
+    let parked_again = status == ffi::LUA_YIELD && core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if parked_again {
         wait_or_requeue(core, token);
         return Ok(None);
@@ -1575,7 +1599,7 @@ unsafe fn resume_parked(
 /// A process that has nothing to do waits for its mailbox; if something is already there, it
 /// goes back in the ready queue.
 fn wait_or_requeue(core: &Core, token: u32) {
-    let pending = lock(&core.procs).get(&token).is_some_and(|p| p.stash.is_some() || !p.mailbox.prepare_wait());
+    let pending = core.procs.borrow_mut().get(&token).is_some_and(|p| p.stash.is_some() || !p.mailbox.prepare_wait());
     if pending {
         core.ready.lock().push_back(token);
     }
@@ -1619,7 +1643,7 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     use mlua::ffi;
     let token = core.current.load(Ordering::Relaxed);
     let (message, record) = {
-        let mut procs = lock(&core.procs);
+        let mut procs = core.procs.borrow_mut();
         let Some(p) = procs.get_mut(&token) else {
             return Ok(Received::Nothing);
         };
@@ -1648,7 +1672,7 @@ unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int 
     use mlua::ffi;
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
-    let pid = lock(&core.procs).get(&core.current.load(Ordering::Relaxed)).map(|p| p.pid);
+    let pid = core.procs.borrow_mut().get(&core.current.load(Ordering::Relaxed)).map(|p| p.pid);
     let text = pid.map(|pid| core.kernel.render_pid(pid));
     match text {
         Some(text) => push_str(state, &text),
@@ -1670,7 +1694,7 @@ fn admit_pending(core: &Core) {
     let mut admitted = std::mem::take(&mut *lock(&core.admits_spare));
     std::mem::swap(&mut admitted, &mut *lock(&core.admits));
     if !admitted.is_empty() {
-        let mut procs = lock(&core.procs);
+        let mut procs = core.procs.borrow_mut();
         for a in admitted.drain(..) {
             procs.insert(
                 a.pid.slot,
@@ -1735,7 +1759,7 @@ const MAX_POOLED_THREADS: u32 = 64;
 /// pushed for the driver (`token, false, ok, results...`).
 unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u32) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    let taken = lock(&core.procs).get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), args)));
+    let taken = core.procs.borrow_mut().get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), args)));
     let Some((code, args)) = taken else {
         return Ok(None);
     };
@@ -1743,7 +1767,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     let slot = match push_chunk(state, core, &code) {
         Ok(slot) => slot,
         Err(load_error) => {
-            if let Some(p) = lock(&core.procs).remove(&token) {
+            if let Some(p) = core.procs.borrow_mut().remove(&token) {
                 finish(core, *p, ExitResult::Error(load_error));
             }
             return Ok(None);
@@ -1772,7 +1796,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_rawsetfield(state, record, c"token".as_ptr());
     ffi::lua_pushvalue(state, base + 2);
     ffi::lua_rawsetfield(state, record, c"main".as_ptr());
-    let record_slot = lock(&core.record_slots).insert(token) as u32 + 1;
+    let record_slot = core.record_slots.borrow_mut().insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
     ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record_slot as ffi::lua_Integer);
     // body(record, chunk cloned into the new globals, method) runs the chunk in the coroutine
@@ -1789,7 +1813,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_remove(co, -2);
     ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_CHUNKS), slot + 1);
     ffi::lua_xmove(state, co, 1);
-    if let Some(p) = lock(&core.procs).get_mut(&token) {
+    if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
         p.main = co as usize;
         p.record = record_slot;
     }
@@ -1836,7 +1860,7 @@ unsafe fn settle_first_run(
     record: c_int,
 ) -> bool {
     use mlua::ffi;
-    let parked = lock(&core.procs).get(&token).is_some_and(|p| p.parked);
+    let parked = core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
         ffi::lua_rawsetfield(state, record, c"recv".as_ptr());
@@ -1858,14 +1882,14 @@ unsafe fn settle_return(
     status: c_int,
 ) -> bool {
     use mlua::ffi;
-    let multi = lock(&core.procs).get(&token).is_none_or(|p| p.multi);
+    let multi = core.procs.borrow_mut().get(&token).is_none_or(|p| p.multi);
     let nil_or_false = |idx: c_int| ffi::lua_type(co, idx) <= ffi::LUA_TBOOLEAN && ffi::lua_toboolean(co, idx) == 0;
     let error_pair = ffi::lua_gettop(co) >= 2 && nil_or_false(1) && ffi::lua_type(co, 2) != ffi::LUA_TNIL;
     if status != ffi::LUA_OK || multi || error_pair {
         return false;
     }
     let result = if ffi::lua_gettop(co) == 0 { ExitResult::Value(Value::Nil) } else { result_at(co, false, 1) };
-    let ended = lock(&core.procs).remove(&token);
+    let ended = core.procs.borrow_mut().remove(&token);
     if let Some(p) = ended {
         drop_record(state, core, p.record);
         finish(core, *p, result);
@@ -1882,7 +1906,7 @@ unsafe fn drop_record(state: *mut mlua::ffi::lua_State, core: &Core, record: u32
     }
     ffi::lua_pushnil(state);
     ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record as ffi::lua_Integer);
-    lock(&core.record_slots).try_remove(record as usize - 1);
+    core.record_slots.borrow_mut().try_remove(record as usize - 1);
 }
 
 /// Keeps a finished main coroutine for a later process, reset, if the pool has room. Nothing
@@ -1945,7 +1969,9 @@ unsafe fn push_chunk(
 ) -> Result<mlua::ffi::lua_Integer, String> {
     use mlua::ffi;
     let chunks = ffi::lua_upvalueindex(NEXT_CHUNKS);
-    let known = lock(&core.raw_loaded)
+    let known = core
+        .raw_loaded
+        .borrow_mut()
         .get(code.entry.as_str())
         .map(|loaded| (Arc::ptr_eq(&loaded.source, &code.source), loaded.slot));
     let slot = match known {
@@ -1954,7 +1980,7 @@ unsafe fn push_chunk(
             return Ok(slot);
         }
         Some((false, slot)) => slot,
-        None => 1 + 2 * lock(&core.raw_loaded).len() as ffi::lua_Integer,
+        None => 1 + 2 * core.raw_loaded.borrow_mut().len() as ffi::lua_Integer,
     };
     let bytecode = core.chunks.bytecode(&code.source);
     let name = std::ffi::CString::new(format!("={}", code.chunk_name)).map_err(|_| "bad chunk name")?;
@@ -1967,7 +1993,7 @@ unsafe fn push_chunk(
     ffi::lua_rawseti(state, chunks, slot);
     push_str(state, &code.method);
     ffi::lua_rawseti(state, chunks, slot + 1);
-    lock(&core.raw_loaded).insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot });
+    core.raw_loaded.borrow_mut().insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot });
     Ok(slot)
 }
 
@@ -2020,7 +2046,7 @@ unsafe fn spawn_from_stack(
     }
     let token = core.current.load(Ordering::Relaxed);
     let (parent, context, actor, scope) = {
-        let procs = lock(&core.procs);
+        let procs = core.procs.borrow_mut();
         let p = procs.get(&token).ok_or("process is not running")?;
         (p.pid, p.context.clone(), p.actor.clone(), p.scope.clone())
     };
@@ -2038,7 +2064,7 @@ unsafe fn spawn_from_stack(
 
 /// What a parent keeps of a child it spawned monitored or linked.
 fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
-    if let Some(p) = lock(&core.procs).get_mut(&token) {
+    if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
         if flags.monitor {
             p.extra_mut().monitoring.push(child);
         }
