@@ -1759,13 +1759,21 @@ const MAX_POOLED_THREADS: u32 = 64;
 /// pushed for the driver (`token, false, ok, results...`).
 unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u32) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    let taken = core.procs.borrow_mut().get_mut(&token).and_then(|p| p.init.take().map(|args| (p.code.clone(), args)));
-    let Some((code, args)) = taken else {
-        return Ok(None);
-    };
     let base = ffi::lua_gettop(state);
-    let slot = match push_chunk(state, core, &code) {
-        Ok(slot) => slot,
+    // The code is read in place: its reference count is shared by every process of the entry
+    // on every worker, and a clone here was two more atomic operations on one contended line.
+    let loaded = {
+        let mut procs = core.procs.borrow_mut();
+        let Some(p) = procs.get_mut(&token) else {
+            return Ok(None);
+        };
+        let Some(args) = p.init.take() else {
+            return Ok(None);
+        };
+        push_chunk(state, core, &p.code).map(|slot| (slot, args))
+    };
+    let (slot, args) = match loaded {
+        Ok(loaded) => loaded,
         Err(load_error) => {
             if let Some(p) = core.procs.borrow_mut().remove(&token) {
                 finish(core, *p, ExitResult::Error(load_error));
