@@ -714,7 +714,7 @@ return { main = main }
 // and call the inbox's own `receive` on it: it must only ever reach its own mailbox.
 // A program can rebuild a table that looks like another process's inbox (its PID gives the slot)
 // and call the inbox's own `receive` on it: it must only ever reach its own mailbox, and stay
-// itself.
+// itself. The metatables it reaches are shared by its shard's processes: it cannot change them.
 const FORGED_INBOX: &[(&str, &str)] = &[
     (
         "case.lua",
@@ -734,6 +734,10 @@ local function main()
 	local msg = mt.__index.receive(forged)
 	assert(msg:topic() == "mine", "took another process's message: " .. tostring(msg:topic()))
 	assert(process.pid() == me, "the running process changed")
+	-- Nor can it change the methods every process of its shard shares.
+	assert(not pcall(function() mt.__index.receive = function() end end), "the inbox's methods changed")
+	local channel_mt = getmetatable(channel.new(1))
+	assert(not pcall(function() channel_mt.send = function() end end), "a channel's methods changed")
 	-- The victim still gets its message.
 	assert(inbox:receive():payload():data() == "not yours", "the victim lost its message")
 	return "ok"
@@ -755,7 +759,7 @@ return { main = main }
 ];
 
 lua_cases! {
-    a_forged_inbox_reaches_only_the_callers_own_mailbox:
+    a_forged_inbox_reaches_only_the_callers_own_mailbox_and_methods_stay_fixed:
         files FORGED_INBOX, args no_args, expect ok;
     chunks_that_wait_or_are_preempted_at_top_level_get_their_arguments:
         files WAITING_CHUNK, args no_args, expect ok;
