@@ -12,7 +12,7 @@
 use std::ffi::c_void;
 use std::os::raw::c_int;
 
-use mlua::{ffi, Lua, Table, Value as LuaValue};
+use mlua::{ffi, Lua};
 use wisp_core::{Message, Value};
 
 use crate::shard::{complete, push_str, push_value, Core, Reply};
@@ -24,23 +24,21 @@ const MESSAGE_TAG: c_int = 1;
 const _: () = assert!(std::mem::align_of::<Message>() <= 8);
 
 /// Registers the message tag's destructor and metatable on a shard's VM. `core` is the raw
-/// pointer the shard's other raw functions hold; `payload_mt` is the prelude's `Payload`, for
-/// `payload()` of a message with several payloads.
-pub(crate) fn install(lua: &Lua, core: *const Core, payload_mt: Table) -> mlua::Result<()> {
+/// pointer the shard's other raw functions hold.
+pub(crate) fn install(lua: &Lua, core: *const Core) -> mlua::Result<()> {
     let core = core as *mut c_void;
-    // SAFETY: the closure runs on the VM's main state with `payload_mt` as its only argument;
-    // every push below is balanced, and the metatable is popped by `lua_setuserdatametatable`.
-    // The Core outlives the VM, so the methods' upvalue stays valid.
+    // SAFETY: the closure runs on the VM's main state; every push below is balanced, and the
+    // metatable is popped by `lua_setuserdatametatable`. The Core outlives the VM, so the
+    // methods' upvalue stays valid.
     unsafe {
-        lua.exec_raw::<()>(LuaValue::Table(payload_mt), move |state| {
+        lua.exec_raw::<()>((), move |state| {
             ffi::lua_setuserdatadtor(state, MESSAGE_TAG, Some(drop_message));
             ffi::lua_createtable(state, 0, 3); // the metatable
             ffi::lua_createtable(state, 0, 4); // its __index: the methods
             let methods: [(&std::ffi::CStr, ffi::lua_CFunction); 3] =
                 [(c"topic", message_topic), (c"payload", message_payload), (c"data", message_data)];
             for (name, f) in methods {
-                ffi::lua_pushvalue(state, 1);
-                ffi::lua_pushcclosured(state, f, name.as_ptr(), 1);
+                ffi::lua_pushcclosured(state, f, name.as_ptr(), 0);
                 ffi::lua_rawsetfield(state, -2, name.as_ptr());
             }
             ffi::lua_pushlightuserdata(state, core);
@@ -124,7 +122,8 @@ unsafe extern "C-unwind" fn message_from(state: *mut ffi::lua_State) -> c_int {
 }
 
 /// `payload()`: the message itself when it carries one payload (its `data()` reads it), a list
-/// of payload objects when it carries several, nil when none.
+/// of payload objects when it carries several (each a message of one payload, so it can be
+/// read or sent on like one), nil when none.
 unsafe extern "C-unwind" fn message_payload(state: *mut ffi::lua_State) -> c_int {
     let Some(m) = this(state) else {
         return not_a_message(state, "payload");
@@ -139,14 +138,11 @@ unsafe extern "C-unwind" fn message_payload(state: *mut ffi::lua_State) -> c_int
                 }
                 ffi::lua_createtable(state, n as c_int, 0);
                 for (i, v) in m.payloads.iter().enumerate() {
-                    ffi::lua_createtable(state, 0, 1);
-                    push_value(state, v)?;
-                    ffi::lua_rawsetfield(state, -2, c"v".as_ptr());
-                    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
-                    ffi::lua_setmetatable(state, -2);
+                    let part = Message { from: m.from, topic: m.topic.clone(), payloads: vec![v.clone()] };
+                    push_message(state, part);
                     ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
                 }
-                Ok(())
+                Ok::<(), String>(())
             }));
             return match outcome {
                 Ok(Ok(())) => 1,

@@ -538,7 +538,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
             .step_size(config.gc_step_size_kb),
     ));
 
-    crate::message::install(&lua, Arc::as_ptr(core), prelude.get::<Table>("payload_mt")?)?;
+    crate::message::install(&lua, Arc::as_ptr(core))?;
     let parked: Table = prelude.get("parked")?;
     let procs: Table = prelude.get("procs")?;
     let recv =

@@ -632,6 +632,8 @@ local function main()
 	local all = multi:data()
 	assert(all[1].a == 1 and all[2] == 2, "data of several payloads")
 	assert(getmetatable(parts[1]) == false, "the payload metatable is visible")
+	-- A payload of several is sent on as its value too.
+	process.send(me, "part", parts[2])
 
 	-- Each data() is a fresh copy: changing one does not change the next.
 	local one = inbox:receive()
@@ -644,6 +646,7 @@ local function main()
 
 	-- A Payload can be sent on as it is: the receiver gets its data.
 	process.send(me, "forward", one:payload())
+	assert(inbox:receive():payload():data() == 2, "a forwarded part of several payloads")
 	local forwarded = inbox:receive():payload():data()
 	assert(forwarded.list[1] == 1 and forwarded.list[2] == 2, "a forwarded payload")
 
