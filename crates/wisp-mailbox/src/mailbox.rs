@@ -8,10 +8,14 @@
 //!   waiter" (`push`) are atomic with respect to each other: either the push
 //!   lands first and `prepare_wait` returns `false`, or the waiter is
 //!   registered first and the push sees it.
-//! * `WAITING` is *cleared* with `fetch_and`, by `push` (under the lock) or by
-//!   `cancel_wait` (without it). Only the one call that observes the flag set
-//!   acts on it, so a wait yields at most one `wake`, and exactly one if a push
-//!   comes before `cancel_wait`.
+//! * `WAITING` is *cleared* by `push` (under the lock) or by `cancel_wait`
+//!   (without it, with `fetch_and`). Pushes are serialized by the lock, so only
+//!   one push observes the flag set, and a wait yields at most one `wake`. Under
+//!   the lock `push` and `prepare_wait` read and write `state` with plain loads
+//!   and stores (a locked read-modify-write per message was measurable): nothing
+//!   else sets a flag meanwhile, and a `cancel_wait` racing a push's load and
+//!   store only clears what the push clears too (the push then counts as coming
+//!   first, and wakes once).
 //! * `push` calls [`Wake::wake`] after releasing the lock, so the hook may do
 //!   anything, including pushing to this same mailbox.
 //!
@@ -68,11 +72,14 @@ impl<T> Mailbox<T> {
     /// Appends; if the owner was waiting (see prepare_wait), clears that and calls hook.wake(token) exactly once.
     pub fn push(&self, item: T) -> Result<(), Closed<T>> {
         let mut queue = self.lock();
-        if self.state.load(Ordering::Acquire) & CLOSED != 0 {
+        let previous = self.state.load(Ordering::Acquire);
+        if previous & CLOSED != 0 {
             return Err(Closed(item));
         }
         queue.push_back(item);
-        let previous = self.state.fetch_and(!WAITING, Ordering::AcqRel);
+        if previous & WAITING != 0 {
+            self.state.store(previous & !WAITING, Ordering::Release);
+        }
         drop(queue);
         if previous & WAITING != 0 {
             self.hook.wake(self.token);
@@ -105,7 +112,8 @@ impl<T> Mailbox<T> {
             // Nothing will ever be pushed to a closed mailbox, so never wait on one.
             return false;
         }
-        self.state.fetch_or(WAITING, Ordering::AcqRel);
+        let state = self.state.load(Ordering::Acquire);
+        self.state.store(state | WAITING, Ordering::Release);
         true
     }
 
