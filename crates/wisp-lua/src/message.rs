@@ -6,8 +6,8 @@
 //! the collector instead of a table and its array. The methods are raw C functions found
 //! through the tag's metatable, which programs can neither read nor change (`__metatable`).
 //!
-//! Messages the driver makes itself (for listeners that asked for whole messages) are tables
-//! with the same four methods (`Message` in `prelude.luau`).
+//! Listener channels opened with `{message = true}` receive the same userdata, and each part of
+//! a message with several payloads is a one-payload message.
 
 use std::ffi::c_void;
 use std::os::raw::c_int;

@@ -1737,10 +1737,9 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
     (after_long_step || left.is_multiple_of(CLOCK_EVERY)) && Instant::now() >= *lock(&core.deadline)
 }
 
-/// Upvalues of `R.next` after the Core: the driver's `body`, the
-/// environment metatable, the table of loaded chunks by entry, the shard's preemption counter,
-/// the driver's table of process records, the pool of reset threads and the template of a
-/// process record.
+/// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
+/// table of loaded chunks by entry, the shard's preemption counter, the driver's table of
+/// process records, the pool of reset threads and the template of a process record.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
