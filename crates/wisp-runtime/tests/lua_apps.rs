@@ -737,6 +737,9 @@ local function main()
 	local msg = mt.__index.receive(forged)
 	assert(msg:topic() == "mine", "took another process's message: " .. tostring(msg:topic()))
 	assert(process.pid() == me, "the running process changed")
+	-- Called without a channel, the inbox's receive says so, at the caller's line.
+	local ok_nil, err_nil = pcall(inbox.receive)
+	assert(not ok_nil and string.find(err_nil, "non%-channel"), tostring(err_nil))
 	-- Nor can it change the methods every process of its shard shares.
 	assert(not pcall(function() mt.__index.receive = function() end end), "the inbox's methods changed")
 	local channel_mt = getmetatable(channel.new(1))
