@@ -15,7 +15,7 @@ use std::os::raw::c_int;
 use mlua::{ffi, Lua};
 use wisp_core::{Message, Value};
 
-use crate::shard::{complete, push_str, push_value, Core, Reply};
+use crate::shard::{complete, push_payloads, push_str, Core, Reply};
 
 /// The userdata tag of inbox messages (mlua tags none of its userdata).
 const MESSAGE_TAG: c_int = 1;
@@ -73,11 +73,20 @@ unsafe extern "C" fn drop_message(_: *mut ffi::lua_State, data: *mut c_void) {
     std::ptr::drop_in_place(data as *mut Message);
 }
 
-/// The message at argument 1 (the `self` of a method call), if it is one.
+/// The message at `idx`, if it is one.
+///
+/// # Safety
+/// `idx` must be a valid index of `state`; the reference must not outlive the value's place on
+/// the stack.
+unsafe fn message_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a Message> {
+    // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`), kept alive
+    // by its place on the stack.
+    (ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()
+}
+
+/// The message a method was called on (argument 1), if it is one.
 unsafe fn this<'a>(state: *mut ffi::lua_State) -> Option<&'a Message> {
-    // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`); the
-    // reference does not outlive the call, during which the argument keeps it alive.
-    (ffi::lua_touserdatatagged(state, 1, MESSAGE_TAG) as *const Message).as_ref()
+    message_at(state, 1)
 }
 
 /// The data of the message at `idx`, as `data()` would return it, if it is a message (a copy
@@ -86,13 +95,21 @@ unsafe fn this<'a>(state: *mut ffi::lua_State) -> Option<&'a Message> {
 /// # Safety
 /// `idx` must be a valid index of `state`.
 pub(crate) unsafe fn data_of(state: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
-    // SAFETY: as in `this`.
-    let m = (ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()?;
+    let m = message_at(state, idx)?;
     Some(match m.payloads.as_slice() {
         [] => Value::Nil,
         [one] => one.clone(),
         many => Value::Table(Box::new(wisp_core::Table { array: many.to_vec(), map: Vec::new() })),
     })
+}
+
+/// Ends a method that pushed one value, or raises what stopped it at the caller's line.
+unsafe fn pushed_one(state: *mut ffi::lua_State, outcome: std::thread::Result<Result<(), String>>) -> c_int {
+    match outcome {
+        Ok(Ok(())) => 1,
+        Ok(Err(e)) => complete(state, Ok(Err(e)), Some(1)),
+        Err(panic) => complete(state, Err(panic), Some(1)),
+    }
 }
 
 /// Raises "message:<method> called on a non-message" at the caller's line.
@@ -144,11 +161,7 @@ unsafe extern "C-unwind" fn message_payload(state: *mut ffi::lua_State) -> c_int
                 }
                 Ok::<(), String>(())
             }));
-            return match outcome {
-                Ok(Ok(())) => 1,
-                Ok(Err(e)) => complete(state, Ok(Err(e)), Some(1)),
-                Err(panic) => complete(state, Err(panic), Some(1)),
-            };
+            return pushed_one(state, outcome);
         }
     }
     1
@@ -159,27 +172,7 @@ unsafe extern "C-unwind" fn message_data(state: *mut ffi::lua_State) -> c_int {
     let Some(m) = this(state) else {
         return not_a_message(state, "data");
     };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match m.payloads.as_slice() {
-        [] => {
-            ffi::lua_pushnil(state);
-            Ok(())
-        }
-        [one] => push_value(state, one),
-        many => {
-            if ffi::lua_checkstack(state, 3) == 0 {
-                return Err("out of Lua stack".to_string());
-            }
-            ffi::lua_createtable(state, many.len() as c_int, 0);
-            for (i, v) in many.iter().enumerate() {
-                push_value(state, v)?;
-                ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
-            }
-            Ok(())
-        }
-    }));
-    match outcome {
-        Ok(Ok(())) => 1,
-        Ok(Err(e)) => complete(state, Ok(Err(e)), Some(1)),
-        Err(panic) => complete(state, Err(panic), Some(1)),
-    }
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| push_payloads(state, &m.payloads).map(drop)));
+    pushed_one(state, outcome)
 }

@@ -1218,7 +1218,7 @@ fn finish(core: &Core, p: LocalProc, result: ExitResult) {
 /// # Safety
 /// `state` must be a live Lua state with room for two more values per level of `value`
 /// (checked here); no Lua code runs.
-pub(crate) unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
+unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
     use mlua::ffi;
     match value {
         Value::Nil => ffi::lua_pushnil(state),
@@ -1300,7 +1300,7 @@ unsafe fn push_event(state: *mut mlua::ffi::lua_State, core: &Core, event: &Even
 
 /// Pushes the payloads of a message: one value, or an array when there are several.
 /// Returns whether it was several.
-unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &[Value]) -> Result<bool, String> {
+pub(crate) unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &[Value]) -> Result<bool, String> {
     match payloads {
         [] => {
             mlua::ffi::lua_pushnil(state);
