@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the benchmark set of docs (targets.md) through the `wisp` binary, with
-//! the Erlang and Go peers (`../shared/peers/run.sh`) beside it.
+//! the Erlang and Go peers (`../shared/peers/run.sh`) beside it. Each figure is the median of
+//! several runs per side, the sides taking turns, since figures on a shared machine drift.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,8 +13,11 @@ use clap::Args;
 use crate::proc::{command_output, result_field, run as run_child, Run};
 use crate::{build_wisp, cores, workspace_root};
 
-/// Pairs of runs (1 worker, N workers) the scaling figure is the median ratio of.
-const SCALING_ROUNDS: usize = 3;
+/// Runs per side that each figure is the median of, unless `--runs` or `--quick` says otherwise.
+const DEFAULT_RUNS: usize = 3;
+
+/// The fewest pairs of runs (1 worker, N workers) the scaling figure is the median ratio of.
+const SCALING_MIN_PAIRS: usize = 3;
 
 const ALL: &[&str] = &["skynet", "spawn", "ring", "pingpong", "counting", "forkjoin", "fairness", "scaling"];
 const PEERS: &[&str] = &["erlang", "go"];
@@ -32,6 +36,10 @@ pub struct BenchArgs {
     /// ring rounds N/1000 over 1000 processes). Default: the sizes of docs/targets.md.
     #[arg(long)]
     size: Option<u64>,
+    /// Runs per side; each figure is the median of them, the sides taking turns (default: 3,
+    /// or 1 with --quick). The scaling figure takes the median of at least 3 pairs.
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
     /// Small sizes (a hundredth of the defaults) to check that everything runs.
     #[arg(long)]
     quick: bool,
@@ -174,22 +182,247 @@ fn num_after(text: &str, label: &str) -> Option<f64> {
     text[at..].split_whitespace().next()?.trim_end_matches(',').parse().ok()
 }
 
-fn wisp_cell(run: &Run, bench: &str, key: &str) -> Cell {
-    if !run.ok() {
-        return Cell::Missing(if run.timed_out { "timeout".into() } else { "failed".into() });
-    }
-    match run.line(&format!("RESULT {bench} ")).and_then(|l| result_field(l, key)) {
-        Some(v) => Cell::Value(v),
-        None => Cell::Missing("no RESULT".into()),
+/// How to read a metric from a wisp run.
+enum WispValue {
+    /// The `key=value` field of the program's `RESULT <entry> ...` line.
+    ResultField(&'static str),
+    /// The growth of the process's VmRSS between the `BASE` and `MEASURE` markers, in bytes
+    /// per process for this many processes.
+    RssPerProcess(u64),
+}
+
+impl WispValue {
+    fn read(&self, run: &Run, entry: &str) -> Cell {
+        if !run.ok() {
+            return failure_cell(run);
+        }
+        match self {
+            WispValue::ResultField(key) => {
+                match run.line(&format!("RESULT {entry} ")).and_then(|l| result_field(l, key)) {
+                    Some(v) => Cell::Value(v),
+                    None => Cell::Missing("no RESULT".into()),
+                }
+            }
+            WispValue::RssPerProcess(processes) => {
+                let mark = |name: &str| run.marks.iter().find(|m| m.0 == name).map(|m| m.1 as f64);
+                match (mark("BASE"), mark("MEASURE")) {
+                    (Some(base), Some(measure)) => Cell::Value((measure - base) * 1024.0 / *processes as f64),
+                    _ => Cell::Missing("no sample".into()),
+                }
+            }
+        }
     }
 }
 
-fn peer_cell(run: &Option<Run>, parse: impl Fn(&str) -> Option<f64>) -> Cell {
-    match run {
-        None => Cell::Missing("-".into()),
-        Some(r) if !r.ok() => Cell::Missing(if r.timed_out { "timeout".into() } else { "failed".into() }),
-        Some(r) => r.stdout.iter().find_map(|l| parse(l)).map(Cell::Value).unwrap_or(Cell::Missing("unparsed".into())),
+/// Where a peer prints a metric in its output.
+#[derive(Clone, Copy)]
+enum PeerValue {
+    /// The number in front of this unit, e.g. `2712.3` in `... in 2712.3 ms`.
+    Before(&'static str),
+    /// The number after this label, e.g. `123.4` in `RSS 123.4 B/proc`.
+    After(&'static str),
+}
+
+impl PeerValue {
+    fn read(self, run: &Option<Run>) -> Cell {
+        let parse = |line: &str| match self {
+            PeerValue::Before(unit) => num_before(line, unit),
+            PeerValue::After(label) => num_after(line, label),
+        };
+        match run {
+            None => Cell::Missing("-".into()),
+            Some(r) if !r.ok() => failure_cell(r),
+            Some(r) => {
+                r.stdout.iter().find_map(|l| parse(l)).map(Cell::Value).unwrap_or(Cell::Missing("unparsed".into()))
+            }
+        }
     }
+}
+
+fn failure_cell(run: &Run) -> Cell {
+    Cell::Missing(if run.timed_out { "timeout".into() } else { "failed".into() })
+}
+
+/// A figure a benchmark reports: one row of the table.
+struct Metric {
+    name: &'static str,
+    goal: &'static str,
+    wisp: WispValue,
+    /// `None` when the peers have no such figure.
+    peer: Option<PeerValue>,
+}
+
+/// One benchmark at one size: what wisp and the peers are run with, and the figures read from
+/// each run.
+struct Bench {
+    label: String,
+    /// How the document's `sizes` line names it.
+    size: String,
+    entry: &'static str,
+    wisp_args: Vec<String>,
+    /// Marker lines at which the wisp process's VmRSS is sampled.
+    markers: &'static [&'static str],
+    /// `run.sh <lang> ...` arguments; `None` when the peers have no such program.
+    peer_args: Option<Vec<String>>,
+    metrics: Vec<Metric>,
+}
+
+impl Bench {
+    fn new(label: String, entry: &'static str, wisp_args: Vec<String>) -> Self {
+        Bench { size: label.clone(), label, entry, wisp_args, markers: &[], peer_args: None, metrics: Vec::new() }
+    }
+
+    /// The peers run the program of the same name with the same arguments.
+    fn same_peer_args(mut self) -> Self {
+        self.peer_args = Some(prefixed(self.entry, &self.wisp_args));
+        self
+    }
+
+    fn metric(mut self, name: &'static str, goal: &'static str, wisp: WispValue, peer: Option<PeerValue>) -> Self {
+        self.metrics.push(Metric { name, goal, wisp, peer });
+        self
+    }
+}
+
+/// The benchmarks `name` stands for (spawn is two: at 100k and at 1M processes); `scale` turns
+/// a default size into the size of this run. `scaling` is not one of them: see [`scaling`].
+fn benches(name: &str, scale: impl Fn(u64) -> u64, workers: usize, quick: bool) -> Vec<Bench> {
+    use PeerValue::{After, Before};
+    use WispValue::{ResultField, RssPerProcess};
+    match name {
+        "skynet" => {
+            let size = scale(1_000_000);
+            vec![Bench::new(format!("skynet {size} 10"), "skynet", vec![size.to_string(), "10".into()])
+                .same_peer_args()
+                .metric("ms", "< Go", ResultField("ms"), Some(Before(" ms")))]
+        }
+        // Idle memory is asked for at 100k and at 1M processes.
+        "spawn" => [scale(100_000), scale(1_000_000)]
+            .into_iter()
+            .map(|n| {
+                let mut bench = Bench::new(format!("spawn {n}"), "spawn", vec![n.to_string(), "500".into()])
+                    .metric("us/spawn", "<= 2", ResultField("us_per_spawn"), Some(Before("us/spawn")))
+                    .metric("RSS B/proc", "<= 1536", RssPerProcess(n), Some(After("RSS ")));
+                bench.markers = &["BASE", "MEASURE"];
+                bench.peer_args = Some(vec!["spawn".into(), n.to_string()]);
+                bench
+            })
+            .collect(),
+        "ring" => {
+            let total = scale(1_000_000);
+            let n: u64 = if total >= 10_000 { 1000 } else { 100 };
+            let m = (total / n).max(1);
+            vec![Bench::new(format!("ring {n}x{m}"), "ring", vec![n.to_string(), m.to_string()])
+                .same_peer_args()
+                .metric("ns/hop", "<= 250", ResultField("ns_per_hop"), Some(Before("ns/msg hop")))]
+        }
+        "pingpong" => {
+            let n = scale(1_000_000);
+            let bench = Bench::new(format!("pingpong {n}"), "pingpong", vec![n.to_string()]).same_peer_args();
+            vec![bench.metric("ns/round trip", "<= 500", ResultField("ns_per_rt"), Some(Before("ns/round-trip")))]
+        }
+        "counting" => {
+            let n = scale(1_000_000);
+            let bench = Bench::new(format!("counting {n}"), "counting", vec![n.to_string()]).same_peer_args();
+            vec![bench.metric("ns/msg", "<= 150", ResultField("ns_per_msg"), Some(Before("ns/msg")))]
+        }
+        "forkjoin" => {
+            let n = scale(100_000);
+            let bench = Bench::new(format!("forkjoin {n}"), "forkjoin", vec![n.to_string()]);
+            vec![bench.metric("us/child", "", ResultField("us_per_child"), None)]
+        }
+        "fairness" => {
+            let rounds = if quick { 50 } else { 200 };
+            let mut bench = Bench::new(
+                format!("fairness {}busy", 2 * workers),
+                "fairness",
+                vec![workers.to_string(), rounds.to_string()],
+            )
+            .metric("p50 ms", "", ResultField("p50_ms"), None)
+            .metric("p99 ms", "< 10", ResultField("p99_ms"), None);
+            bench.size = format!("fairness {rounds} round trips");
+            vec![bench]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Runs `bench` `runs` times, each time wisp and then each peer, so that a drift of the shared
+/// machine's speed hits all sides alike; one row per metric, each cell the median of its side.
+fn measure(cx: &mut Ctx, bench: &Bench, workers: usize, runs: usize) -> Result<Vec<Row>> {
+    // Per metric, per side ("wisp", then the peers): the cell of each run.
+    let mut samples: Vec<BTreeMap<&'static str, Vec<Cell>>> = bench.metrics.iter().map(|_| BTreeMap::new()).collect();
+    for run_number in 1..=runs {
+        let label = if runs > 1 { format!("{} (run {run_number})", bench.label) } else { bench.label.clone() };
+        let run = cx.run_wisp(&label, workers, bench.entry, &bench.wisp_args, bench.markers)?;
+        for (metric, sides) in bench.metrics.iter().zip(&mut samples) {
+            sides.entry("wisp").or_default().push(metric.wisp.read(&run, bench.entry));
+        }
+        let Some(peer_args) = &bench.peer_args else { continue };
+        for &lang in PEERS {
+            let run = cx.run_peer(lang, &label, peer_args)?;
+            for (metric, sides) in bench.metrics.iter().zip(&mut samples) {
+                let cell = metric.peer.map_or(Cell::Missing("-".into()), |peer| peer.read(&run));
+                sides.entry(lang).or_default().push(cell);
+            }
+        }
+    }
+    let rows = bench.metrics.iter().zip(samples).map(|(metric, mut sides)| {
+        let wisp = median_cell(&sides.remove("wisp").unwrap_or_default());
+        Row {
+            bench: bench.label.clone(),
+            metric: metric.name,
+            goal: metric.goal,
+            wisp,
+            peers: sides.into_iter().map(|(side, cells)| (side, median_cell(&cells))).collect(),
+        }
+    });
+    Ok(rows.collect())
+}
+
+/// The median; for an even count, the mean of the two middle values.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
+    }
+}
+
+/// The median of the runs that gave a value; with none, the first run's failure.
+fn median_cell(cells: &[Cell]) -> Cell {
+    match median(cells.iter().filter_map(Cell::value).collect()) {
+        Some(v) => Cell::Value(v),
+        None => cells.first().cloned().unwrap_or(Cell::Missing("-".into())),
+    }
+}
+
+/// The speed-up of skynet from 1 worker to `workers`: the median ratio of `pairs` pairs of
+/// runs, one of each in turn, so that a drift of the machine's speed between two runs does
+/// not decide it.
+fn scaling(cx: &mut Ctx, size: u64, workers: usize, pairs: usize) -> Result<Row> {
+    let args = vec![size.to_string(), "10".into()];
+    let ms = |run: &Run| WispValue::ResultField("ms").read(run, "skynet").value();
+    let mut ratios = Vec::new();
+    for pair in 1..=pairs {
+        let one = cx.run_wisp(&format!("skynet {size} 10 (1 worker, {pair})"), 1, "skynet", &args, &[])?;
+        let many_label = format!("skynet {size} 10 ({workers} workers, {pair})");
+        let many = cx.run_wisp(&many_label, workers, "skynet", &args, &[])?;
+        if let (Some(a), Some(b)) = (ms(&one), ms(&many)) {
+            if b > 0.0 {
+                ratios.push(a / b);
+            }
+        }
+    }
+    Ok(Row {
+        bench: format!("skynet {size} 1 vs {workers} workers (median of {pairs} pairs)"),
+        metric: "speed-up",
+        goal: ">= 1.7",
+        wisp: median(ratios).map_or(Cell::Missing("failed".into()), Cell::Value),
+        peers: BTreeMap::new(),
+    })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -199,6 +432,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if !ALL.contains(&n.as_str()) {
             bail!("unknown benchmark `{n}` (known: {})", ALL.join(" "));
         }
+    }
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { DEFAULT_RUNS });
+    if runs == 0 {
+        bail!("--runs must be at least 1");
     }
     let root = workspace_root();
     let wisp = build_wisp()?;
@@ -235,186 +472,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut sizes: Vec<String> = Vec::new();
 
     for name in &names {
-        match name.as_str() {
-            "skynet" => {
-                let size = scale(1_000_000);
-                let a = vec![size.to_string(), "10".into()];
-                let label = format!("skynet {size} 10");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "skynet", &a, &[])?;
-                let mut row = Row {
-                    bench: label.clone(),
-                    metric: "ms",
-                    goal: "< Go",
-                    wisp: wisp_cell(&w, "skynet", "ms"),
-                    peers: BTreeMap::new(),
-                };
-                for lang in PEERS {
-                    let p = cx.run_peer(lang, &label, &prefixed("skynet", &a))?;
-                    row.peers.insert(lang, peer_cell(&p, |l| num_before(l, " ms")));
-                }
-                rows.push(row);
-            }
-            "spawn" => {
-                // Idle memory is asked for at 100k and at 1M processes.
-                for n in [scale(100_000), scale(1_000_000)] {
-                    let hold = "500".to_string();
-                    let label = format!("spawn {n}");
-                    sizes.push(label.clone());
-                    let w = cx.run_wisp(&label, workers, "spawn", &[n.to_string(), hold], &["BASE", "MEASURE"])?;
-                    let rss = match (w.marks.iter().find(|m| m.0 == "BASE"), w.marks.iter().find(|m| m.0 == "MEASURE"))
-                    {
-                        (Some(b), Some(m)) if w.ok() => Cell::Value((m.1 as f64 - b.1 as f64) * 1024.0 / n as f64),
-                        _ => Cell::Missing("no sample".into()),
-                    };
-                    let mut t = Row {
-                        bench: label.clone(),
-                        metric: "us/spawn",
-                        goal: "<= 2",
-                        wisp: wisp_cell(&w, "spawn", "us_per_spawn"),
-                        peers: BTreeMap::new(),
-                    };
-                    let mut m = Row {
-                        bench: label.clone(),
-                        metric: "RSS B/proc",
-                        goal: "<= 1536",
-                        wisp: rss,
-                        peers: BTreeMap::new(),
-                    };
-                    for lang in PEERS {
-                        let p = cx.run_peer(lang, &label, &["spawn".into(), n.to_string()])?;
-                        t.peers.insert(lang, peer_cell(&p, |l| num_before(l, "us/spawn")));
-                        m.peers.insert(lang, peer_cell(&p, |l| num_after(l, "RSS ")));
-                    }
-                    rows.push(t);
-                    rows.push(m);
-                }
-            }
-            "ring" => {
-                let total = scale(1_000_000);
-                let n: u64 = if total >= 10_000 { 1000 } else { 100 };
-                let m = (total / n).max(1);
-                let a = vec![n.to_string(), m.to_string()];
-                let label = format!("ring {n}x{m}");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "ring", &a, &[])?;
-                let mut row = Row {
-                    bench: label.clone(),
-                    metric: "ns/hop",
-                    goal: "<= 250",
-                    wisp: wisp_cell(&w, "ring", "ns_per_hop"),
-                    peers: BTreeMap::new(),
-                };
-                for lang in PEERS {
-                    let p = cx.run_peer(lang, &label, &prefixed("ring", &a))?;
-                    row.peers.insert(lang, peer_cell(&p, |l| num_before(l, "ns/msg hop")));
-                }
-                rows.push(row);
-            }
-            "pingpong" => {
-                let n = scale(1_000_000);
-                let label = format!("pingpong {n}");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "pingpong", &[n.to_string()], &[])?;
-                let mut row = Row {
-                    bench: label.clone(),
-                    metric: "ns/round trip",
-                    goal: "<= 500",
-                    wisp: wisp_cell(&w, "pingpong", "ns_per_rt"),
-                    peers: BTreeMap::new(),
-                };
-                for lang in PEERS {
-                    let p = cx.run_peer(lang, &label, &["pingpong".into(), n.to_string()])?;
-                    row.peers.insert(lang, peer_cell(&p, |l| num_before(l, "ns/round-trip")));
-                }
-                rows.push(row);
-            }
-            "counting" => {
-                let n = scale(1_000_000);
-                let label = format!("counting {n}");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "counting", &[n.to_string()], &[])?;
-                let mut row = Row {
-                    bench: label.clone(),
-                    metric: "ns/msg",
-                    goal: "<= 150",
-                    wisp: wisp_cell(&w, "counting", "ns_per_msg"),
-                    peers: BTreeMap::new(),
-                };
-                for lang in PEERS {
-                    let p = cx.run_peer(lang, &label, &["counting".into(), n.to_string()])?;
-                    row.peers.insert(lang, peer_cell(&p, |l| num_before(l, "ns/msg")));
-                }
-                rows.push(row);
-            }
-            "forkjoin" => {
-                let n = scale(100_000);
-                let label = format!("forkjoin {n}");
-                sizes.push(label.clone());
-                let w = cx.run_wisp(&label, workers, "forkjoin", &[n.to_string()], &[])?;
-                rows.push(Row {
-                    bench: label,
-                    metric: "us/child",
-                    goal: "",
-                    wisp: wisp_cell(&w, "forkjoin", "us_per_child"),
-                    peers: BTreeMap::new(),
-                });
-            }
-            "fairness" => {
-                let rounds = if args.quick { 50 } else { 200 };
-                let label = format!("fairness {}busy", 2 * workers);
-                sizes.push(format!("fairness {rounds} round trips"));
-                let w = cx.run_wisp(&label, workers, "fairness", &[workers.to_string(), rounds.to_string()], &[])?;
-                rows.push(Row {
-                    bench: label.clone(),
-                    metric: "p50 ms",
-                    goal: "",
-                    wisp: wisp_cell(&w, "fairness", "p50_ms"),
-                    peers: BTreeMap::new(),
-                });
-                rows.push(Row {
-                    bench: label,
-                    metric: "p99 ms",
-                    goal: "< 10",
-                    wisp: wisp_cell(&w, "fairness", "p99_ms"),
-                    peers: BTreeMap::new(),
-                });
-            }
-            "scaling" => {
-                let size = scale(1_000_000);
-                let a = vec![size.to_string(), "10".into()];
-                let label = format!("skynet {size} 1 vs {workers} workers (median of {SCALING_ROUNDS} pairs)");
-                sizes.push(label.clone());
-                // One run of each, in turn, three times: the median of the three ratios, so a
-                // drift of the shared machine's speed between two runs does not decide it.
-                let mut ratios = Vec::new();
-                for round in 1..=SCALING_ROUNDS {
-                    let one = cx.run_wisp(&format!("skynet {size} 10 (1 worker, {round})"), 1, "skynet", &a, &[])?;
-                    let many_label = format!("skynet {size} 10 ({workers} workers, {round})");
-                    let many = cx.run_wisp(&many_label, workers, "skynet", &a, &[])?;
-                    if let (Some(a), Some(b)) =
-                        (wisp_cell(&one, "skynet", "ms").value(), wisp_cell(&many, "skynet", "ms").value())
-                    {
-                        if b > 0.0 {
-                            ratios.push(a / b);
-                        }
-                    }
-                }
-                ratios.sort_by(f64::total_cmp);
-                let cell = match ratios.len() {
-                    0 => Cell::Missing("failed".into()),
-                    n => Cell::Value(ratios[n / 2]),
-                };
-                rows.push(Row { bench: label, metric: "speed-up", goal: ">= 1.7", wisp: cell, peers: BTreeMap::new() });
-            }
-            _ => unreachable!(),
+        if name == "scaling" {
+            let row = scaling(&mut cx, scale(1_000_000), workers, runs.max(SCALING_MIN_PAIRS))?;
+            sizes.push(row.bench.clone());
+            rows.push(row);
+            continue;
+        }
+        for bench in benches(name, scale, workers, args.quick) {
+            sizes.push(bench.size.clone());
+            rows.extend(measure(&mut cx, &bench, workers, runs)?);
         }
     }
 
     let table = render(&rows, &cx.whole, cx.peers_sh.is_some());
     println!("\n{table}");
     if !args.no_write {
-        let doc = document(&table, workers, &args, &sizes);
+        let doc = document(&table, workers, runs, &args, &sizes);
         let path = root.join("docs/benchmarks.md");
         std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("xtask: wrote {}", path.display());
@@ -490,14 +563,24 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn document(table: &str, workers: usize, args: &BenchArgs, sizes: &[String]) -> String {
+fn document(table: &str, workers: usize, runs: usize, args: &BenchArgs, sizes: &[String]) -> String {
     let mut d = String::new();
     d.push_str("# Benchmarks\n\n");
     d.push_str("The latest run of `cargo xtask bench`. The Wisp side is the Lua app in `benches/lua` run by the release `wisp` binary\n");
     d.push_str("(`wisp --workers N exec --dir benches/lua bench:<name> ARGS`); the peers are `../shared/peers/run.sh erlang|go` on the same sizes in the same run.\n");
     d.push_str("Per-operation figures are what each program measures around its own loop (Lua: `os.clock()`); ratios are wisp / peer, so below 1 means Wisp is faster or smaller.\n");
     d.push_str("Idle-process memory for Wisp is the growth of the whole `wisp` process's VmRSS between a `BASE` and a `MEASURE` marker, divided by N (sampled by xtask from /proc);\n");
-    d.push_str("the peers report their own RSS growth the same way. Absolute times drift on shared machines: compare ratios within one run.\n");
+    d.push_str("the peers report their own RSS growth the same way. Absolute times drift on shared machines: compare ratios within one table.\n");
+    if runs > 1 {
+        let _ = writeln!(
+            d,
+            "Each figure is the median of {runs} runs per side (for an even count, the mean of the two middle values), run interleaved"
+        );
+        d.push_str("(wisp, erlang, go, wisp, erlang, go, ...) so that drift of the machine's speed hits all sides alike; failed runs are left out\n");
+        d.push_str("of the median, and the whole-process table lists every run.\n");
+    } else {
+        d.push_str("Each figure is from one run per side.\n");
+    }
     d.push_str("What the profiles show behind these figures, and what would close each gap, is in [performance.md](performance.md).\n\n");
     d.push_str("## Machine\n\n");
     let _ = writeln!(d, "- date: {}", command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
@@ -518,6 +601,9 @@ fn document(table: &str, workers: usize, args: &BenchArgs, sizes: &[String]) -> 
     if let Some(n) = args.size {
         let _ = write!(cmd, " --size {n}");
     }
+    if let Some(n) = args.runs {
+        let _ = write!(cmd, " --runs {n}");
+    }
     if args.quick {
         cmd.push_str(" --quick");
     }
@@ -526,4 +612,23 @@ fn document(table: &str, workers: usize, args: &BenchArgs, sizes: &[String]) -> 
     d.push_str("\n## Results\n\n");
     d.push_str(table);
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn median_cell_skips_failures() {
+        let failed = Cell::Missing("timeout".into());
+        assert_eq!(median_cell(&[failed.clone(), Cell::Value(5.0), Cell::Value(7.0)]).value(), Some(6.0));
+        assert_eq!(median_cell(&[failed.clone(), Cell::Missing("failed".into())]).show(), "timeout");
+    }
 }
