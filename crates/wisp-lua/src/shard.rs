@@ -554,17 +554,21 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(procs),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
+        LuaValue::String(lua.create_string("token")?),
+        LuaValue::String(lua.create_string("main")?),
+        LuaValue::String(lua.create_string("recv")?),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
 }
 
-/// A process record's template: `token` and `main` set, and room for two more fields (an idle
-/// process's record has four: see `make_ready` in the prelude).
+/// A process record's template: `token`, `main` and `recv` set, and room for one more field
+/// (an idle process's record has four: see `make_ready` in the prelude).
 fn record_template(lua: &Lua) -> mlua::Result<Table> {
     let template = lua.create_table_with_capacity(0, 4)?;
     template.raw_set("token", 0)?;
     template.raw_set("main", false)?;
+    template.raw_set("recv", false)?;
     Ok(template)
 }
 
@@ -1739,7 +1743,9 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 
 /// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
 /// table of loaded chunks by entry, the shard's preemption counter, the driver's table of
-/// process records, the pool of reset threads and the template of a process record.
+/// process records, the pool of reset threads, the template of a process record, and the
+/// record's keys that Rust sets (interned once: `lua_rawsetfield` hashes and looks up its key
+/// string on every call).
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
@@ -1747,6 +1753,18 @@ const NEXT_PREEMPT: c_int = 5;
 const NEXT_PROCS: c_int = 6;
 const NEXT_THREAD_POOL: c_int = 7;
 const NEXT_RECORD_TEMPLATE: c_int = 8;
+const NEXT_KEY_TOKEN: c_int = 9;
+const NEXT_KEY_MAIN: c_int = 10;
+const NEXT_KEY_RECV: c_int = 11;
+
+/// Sets `record[key] = value` for a key held as an upvalue of `R.next`, with the value on top
+/// of the stack (popped).
+unsafe fn set_record_field(state: *mut mlua::ffi::lua_State, record: c_int, key: c_int) {
+    use mlua::ffi;
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(key));
+    ffi::lua_insert(state, -2);
+    ffi::lua_rawset(state, record);
+}
 
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
 /// thread is an allocation of about 1.2 KB and, later, work for the collector.
@@ -1795,14 +1813,14 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
     ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(NEXT_PREEMPT)));
     // The driver's record (see `make_ready` in the prelude for the fields that come later), a
-    // copy of a template that has its two first keys already: setting them is then a lookup,
+    // copy of a template that has the keys Rust sets already: setting them is then a lookup,
     // not an insertion.
     ffi::lua_clonetable(state, ffi::lua_upvalueindex(NEXT_RECORD_TEMPLATE));
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
-    ffi::lua_rawsetfield(state, record, c"token".as_ptr());
+    set_record_field(state, record, NEXT_KEY_TOKEN);
     ffi::lua_pushvalue(state, base + 2);
-    ffi::lua_rawsetfield(state, record, c"main".as_ptr());
+    set_record_field(state, record, NEXT_KEY_MAIN);
     let record_slot = core.record_slots.borrow_mut().insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
     ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record_slot as ffi::lua_Integer);
@@ -1870,7 +1888,7 @@ unsafe fn settle_first_run(
     let parked = core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
-        ffi::lua_rawsetfield(state, record, c"recv".as_ptr());
+        set_record_field(state, record, NEXT_KEY_RECV);
         wait_or_requeue(core, token);
         return true;
     }
