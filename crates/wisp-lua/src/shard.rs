@@ -1473,6 +1473,14 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     let status = ffi::lua_tonumber(state, 2) as u8;
     let prev =
         u32::try_from(prev_record - 1).ok().and_then(|key| core.record_slots.borrow_mut().get(key as usize).copied());
+    if ffi::lua_checkstack(state, NEXT_UPVALUES + (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
+        return Err("out of Lua stack".into());
+    }
+    // The upvalues go to the stack once per call (see `next_slot`).
+    ffi::lua_settop(state, NEXT_ARGS);
+    for upvalue in NEXT_BODY..=NEXT_KEY_RECV {
+        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(upvalue));
+    }
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
@@ -1490,9 +1498,6 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             S_READY => core.ready.lock().push_back(prev),
             _ => {}
         }
-    }
-    if ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
-        return Err("out of Lua stack".into());
     }
     loop {
         admit_pending(core);
@@ -1583,7 +1588,7 @@ unsafe fn resume_parked(
 ) -> Result<Option<c_int>, String> {
     use mlua::ffi;
     crate::message::push_message(state, message);
-    ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_PROCS), record as ffi::lua_Integer);
+    ffi::lua_rawgeti(state, next_slot(NEXT_PROCS), record as ffi::lua_Integer);
     // What R.recv yielded (its PARKED marker) is still on the coroutine's stack. It returns the
     // message and the process's record (see `raw_recv`).
     ffi::lua_settop(co, 0);
@@ -1757,11 +1762,24 @@ const NEXT_KEY_TOKEN: c_int = 9;
 const NEXT_KEY_MAIN: c_int = 10;
 const NEXT_KEY_RECV: c_int = 11;
 
+/// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
+const NEXT_ARGS: c_int = 4;
+/// Upvalues `NEXT_BODY..=NEXT_KEY_RECV`, copied above the arguments.
+const NEXT_UPVALUES: c_int = NEXT_KEY_RECV - NEXT_BODY + 1;
+
+/// Where `R.next` keeps its upvalue `upvalue` during a call: it copies them to the stack on
+/// entry, because a stack slot is reached directly while an upvalue index goes through Luau's
+/// out-of-line pseudo-index lookup, a dozen times per process started. Only code running
+/// inside `R.next` (on its `state`) may use these slots.
+const fn next_slot(upvalue: c_int) -> c_int {
+    NEXT_ARGS + upvalue - NEXT_BODY + 1
+}
+
 /// Sets `record[key] = value` for a key held as an upvalue of `R.next`, with the value on top
 /// of the stack (popped).
 unsafe fn set_record_field(state: *mut mlua::ffi::lua_State, record: c_int, key: c_int) {
     use mlua::ffi;
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(key));
+    ffi::lua_pushvalue(state, next_slot(key));
     ffi::lua_insert(state, -2);
     ffi::lua_rawset(state, record);
 }
@@ -1806,16 +1824,16 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         return Err("out of Lua stack".into());
     }
     ffi::lua_createtable(state, 0, 0);
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(NEXT_ENV_MT));
+    ffi::lua_pushvalue(state, next_slot(NEXT_ENV_MT));
     ffi::lua_setmetatable(state, -2);
     ffi::lua_setsafeenv(state, -1, 1);
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
-    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, ffi::lua_upvalueindex(NEXT_PREEMPT)));
+    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, next_slot(NEXT_PREEMPT)));
     // The driver's record (see `make_ready` in the prelude for the fields that come later), a
     // copy of a template that has the keys Rust sets already: setting them is then a lookup,
     // not an insertion.
-    ffi::lua_clonetable(state, ffi::lua_upvalueindex(NEXT_RECORD_TEMPLATE));
+    ffi::lua_clonetable(state, next_slot(NEXT_RECORD_TEMPLATE));
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
     set_record_field(state, record, NEXT_KEY_TOKEN);
@@ -1823,12 +1841,12 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     set_record_field(state, record, NEXT_KEY_MAIN);
     let record_slot = core.record_slots.borrow_mut().insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
-    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record_slot as ffi::lua_Integer);
+    ffi::lua_rawseti(state, next_slot(NEXT_PROCS), record_slot as ffi::lua_Integer);
     // body(record, chunk cloned into the new globals, method) runs the chunk in the coroutine
     // and returns the entry's function, which is then called on the emptied coroutine: the
     // body's frame stays off the stack, which then fits a process's first C calls without
     // growing (a grown stack is a reallocation now and another when the thread is reset).
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(NEXT_BODY));
+    ffi::lua_pushvalue(state, next_slot(NEXT_BODY));
     ffi::lua_xmove(state, co, 1);
     ffi::lua_pushvalue(state, record);
     ffi::lua_xmove(state, co, 1);
@@ -1836,7 +1854,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_xmove(state, co, 1);
     ffi::lua_clonefunction(co, -1);
     ffi::lua_remove(co, -2);
-    ffi::lua_rawgeti(state, ffi::lua_upvalueindex(NEXT_CHUNKS), slot + 1);
+    ffi::lua_rawgeti(state, next_slot(NEXT_CHUNKS), slot + 1);
     ffi::lua_xmove(state, co, 1);
     if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
         p.main = co as usize;
@@ -1930,7 +1948,7 @@ unsafe fn drop_record(state: *mut mlua::ffi::lua_State, core: &Core, record: u32
         return;
     }
     ffi::lua_pushnil(state);
-    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_PROCS), record as ffi::lua_Integer);
+    ffi::lua_rawseti(state, next_slot(NEXT_PROCS), record as ffi::lua_Integer);
     core.record_slots.borrow_mut().try_remove(record as usize - 1);
 }
 
@@ -1946,7 +1964,7 @@ unsafe fn pool_thread(state: *mut mlua::ffi::lua_State, core: &Core, co: *mut ml
     ffi::lua_resetthread(co);
     ffi::lua_pushthread(co);
     ffi::lua_xmove(co, state, 1);
-    ffi::lua_rawseti(state, ffi::lua_upvalueindex(NEXT_THREAD_POOL), (pooled + 1) as ffi::lua_Integer);
+    ffi::lua_rawseti(state, next_slot(NEXT_THREAD_POOL), (pooled + 1) as ffi::lua_Integer);
     core.pooled_threads.store(pooled + 1, Ordering::Relaxed);
 }
 
@@ -1957,7 +1975,7 @@ unsafe fn take_pooled_thread(state: *mut mlua::ffi::lua_State, core: &Core) -> O
     if pooled == 0 {
         return None;
     }
-    let pool = ffi::lua_upvalueindex(NEXT_THREAD_POOL);
+    let pool = next_slot(NEXT_THREAD_POOL);
     ffi::lua_rawgeti(state, pool, pooled as ffi::lua_Integer);
     ffi::lua_pushnil(state);
     ffi::lua_rawseti(state, pool, pooled as ffi::lua_Integer);
@@ -1993,7 +2011,7 @@ unsafe fn push_chunk(
     code: &LuaCode,
 ) -> Result<mlua::ffi::lua_Integer, String> {
     use mlua::ffi;
-    let chunks = ffi::lua_upvalueindex(NEXT_CHUNKS);
+    let chunks = next_slot(NEXT_CHUNKS);
     let known = core
         .raw_loaded
         .borrow_mut()
