@@ -115,7 +115,10 @@ pub(crate) struct Core {
     /// Boxed: a map of a million inline records would double in one step (a power-of-two table
     /// at 7/8 load), and idle processes would pay for the empty half.
     /// Hashed with Fx: looked up several times per message.
-    procs: RunState<FxHashMap<u32, Box<LocalProc>>>,
+    procs: RunState<ProcSlots>,
+    /// Tokens of this shard's mailboxes: handed out by `Shard::new_mailbox` (on any thread),
+    /// taken back when a process ends.
+    tokens: Mutex<Tokens>,
     loaded: RunState<HashMap<String, (Arc<str>, Function)>>,
     /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
     raw_loaded: RunState<FxHashMap<String, LoadedChunk>>,
@@ -135,6 +138,65 @@ pub(crate) struct Core {
     /// across a host's process table, the table was a hash that Luau rebuilt every few dozen
     /// processes; dense slots keep it an array.
     record_slots: RunState<Slab<u32>>,
+}
+
+/// The shard's processes by mailbox token. Tokens are dense and reused (see [`Tokens`]), so
+/// this is an array: a lookup is an index, not a probe into a hash table that, with a hundred
+/// thousand processes, missed the cache on most steps.
+#[derive(Default)]
+struct ProcSlots {
+    slots: Vec<Option<Box<LocalProc>>>,
+}
+
+impl ProcSlots {
+    fn get(&self, token: &u32) -> Option<&LocalProc> {
+        self.slots.get(*token as usize).and_then(|slot| slot.as_deref())
+    }
+
+    fn get_mut(&mut self, token: &u32) -> Option<&mut LocalProc> {
+        self.slots.get_mut(*token as usize).and_then(|slot| slot.as_deref_mut())
+    }
+
+    fn contains_key(&self, token: &u32) -> bool {
+        self.get(token).is_some()
+    }
+
+    fn insert(&mut self, token: u32, p: Box<LocalProc>) {
+        let index = token as usize;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(p);
+    }
+
+    fn remove(&mut self, token: &u32) -> Option<Box<LocalProc>> {
+        self.slots.get_mut(*token as usize).and_then(Option::take)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Box<LocalProc>> {
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
+}
+
+/// Mailbox tokens of a shard: the most recently freed first, so a new process reuses a slot
+/// (and the memory around it) that was in use a moment ago.
+#[derive(Default)]
+struct Tokens {
+    next: u32,
+    free: Vec<u32>,
+}
+
+impl Tokens {
+    fn take(&mut self) -> u32 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    fn give_back(&mut self, token: u32) {
+        self.free.push(token);
+    }
 }
 
 // Field order matters: handles into the VM drop before the VM, the VM before the counter
@@ -380,7 +442,8 @@ impl Shard {
             admits: Mutex::new(Vec::new()),
             admits_spare: Mutex::new(Vec::new()),
             admitted: AtomicBool::new(false),
-            procs: RunState::new(FxHashMap::default()),
+            procs: RunState::new(ProcSlots::default()),
+            tokens: Mutex::new(Tokens::default()),
             loaded: RunState::new(HashMap::new()),
             raw_loaded: RunState::new(FxHashMap::default()),
             steps_left: AtomicUsize::new(0),
@@ -397,14 +460,17 @@ impl Shard {
         Ok(shard)
     }
 
-    /// The hook mailboxes of this shard's processes wake it through.
-    pub fn waker(&self) -> Arc<dyn Wake> {
-        self.core.clone()
+    /// A mailbox for a process that will be admitted here: it wakes this shard with a token of
+    /// its own, a dense index into the shard's processes. Each admission must bring a mailbox
+    /// made here, and each such mailbox belongs to one admission.
+    pub fn new_mailbox(&self) -> Arc<Mailbox<Envelope>> {
+        let token = lock(&self.core.tokens).take();
+        Arc::new(Mailbox::new(self.core.clone(), token))
     }
 
     /// Takes in a newly spawned process; it starts at the shard's next run.
     pub fn admit(&self, admission: Admission) {
-        let token = admission.pid.slot;
+        let token = admission.mailbox.token();
         lock(&self.core.admits).push(admission);
         self.core.admitted.store(true, Ordering::SeqCst);
         self.core.wake(token);
@@ -414,7 +480,7 @@ impl Shard {
     /// (last in, first out): a spawn tree is then walked depth-first, which keeps few
     /// processes alive at once, and parent and child stay warm in cache.
     pub fn admit_next(&self, admission: Admission) {
-        let token = admission.pid.slot;
+        let token = admission.mailbox.token();
         lock(&self.core.admits).push(admission);
         self.core.admitted.store(true, Ordering::SeqCst);
         self.core.ready.lock().push_front(token);
@@ -436,7 +502,7 @@ impl Shard {
         let mut vm = lock(&self.vm);
         drop(vm.take());
         // Still under the `vm` lock: `procs` is `RunState`.
-        let procs: Vec<Box<LocalProc>> = self.core.procs.borrow_mut().drain().map(|(_, p)| p).collect();
+        let procs: Vec<Box<LocalProc>> = self.core.procs.borrow_mut().drain().collect();
         drop(vm);
         for p in procs {
             p.mailbox.close();
@@ -1210,6 +1276,9 @@ fn finish(core: &Core, p: LocalProc, result: ExitResult) {
         core.timers.cancel(*timer);
     }
     let mut leftover = p.mailbox.close();
+    // Closed: no wake-up carries the token from now on (one already queued finds the slot
+    // empty, or its next occupant, which then looks at its mailbox for nothing).
+    lock(&core.tokens).give_back(p.mailbox.token());
     if let Some(first) = p.stash {
         leftover.insert(0, *first);
     }
@@ -1706,7 +1775,7 @@ fn admit_pending(core: &Core) {
         let mut procs = core.procs.borrow_mut();
         for a in admitted.drain(..) {
             procs.insert(
-                a.pid.slot,
+                a.mailbox.token(),
                 Box::new(LocalProc {
                     pid: a.pid,
                     mailbox: a.mailbox,

@@ -35,7 +35,7 @@ impl FakeKernel {
             *next
         };
         let pid = Pid::new(HOST, slot, 0);
-        let mailbox = Arc::new(Mailbox::new(shard.waker(), slot));
+        let mailbox = shard.new_mailbox();
         self.table.lock().unwrap().insert(pid, mailbox.clone());
         shard.admit(Admission { pid, mailbox, code, args, links, monitors, context: None, actor: None, scope: None });
         Ok(pid)

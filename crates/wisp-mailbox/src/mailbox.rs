@@ -64,6 +64,11 @@ impl<T> Mailbox<T> {
         Self { queue: Mutex::new(VecDeque::new()), state: AtomicU8::new(0), token, hook }
     }
 
+    /// The token its wake-ups carry.
+    pub fn token(&self) -> u32 {
+        self.token
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
         // A VecDeque is never left half-updated by a panic in our own code.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)

@@ -481,17 +481,11 @@ impl NodeInner {
                 let shards = host.shards.get().ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
                 let Placement { group, next_to_parent } = place(host, parent_group, shards.len());
                 let shard = &shards[group];
-                let waker = shard.waker();
-                let mut mailbox = None;
-                let pid = host.table.insert(group, |pid| {
-                    let m = Arc::new(Mailbox::new(waker, pid.slot));
-                    mailbox = Some(m.clone());
-                    Slot { mailbox: m, group: group as u32, watched }
-                });
+                let mailbox = shard.new_mailbox();
+                let pid = host.table.insert(group, |_| Slot { mailbox: mailbox.clone(), group: group as u32, watched });
                 if let Some(tx) = watcher {
                     self.lock_watchers().insert(pid, tx);
                 }
-                let mailbox = mailbox.expect("insert always builds the slot");
                 let admission =
                     Admission { pid, mailbox, code: code.clone(), args, links, monitors, context, actor, scope };
                 if next_to_parent {
