@@ -1183,19 +1183,25 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         text_arg(state, 1, DEST)?;
     }
     let dest_bytes = crate::convert::raw_bytes(state, 1);
-    let topic_text = text_arg(state, 2, "process.send: topic must be a string")?;
-    if topic_text.starts_with('@') {
-        return Err(format!("process.send: topic `{topic_text}` is reserved"));
+    const TOPIC: &str = "process.send: topic must be a string";
+    if ffi::lua_type(state, 2) != ffi::LUA_TSTRING {
+        text_arg(state, 2, TOPIC)?;
     }
+    let topic_bytes = crate::convert::raw_bytes(state, 2);
     // A process usually sends to the same PID on the same topic again and again, and processes
     // of a shard often to the same PID (children to their parent): the last PID parsed is kept
-    // by each, and the last topic by each process.
+    // by each, and the last topic by each process. A topic equal to the last one is valid and
+    // not reserved (the last one was checked), so only a new topic is checked.
     let (from, cached, topic) = {
         let mut procs = core.procs.borrow_mut();
         let p = procs.get_mut(&token).ok_or("process is not running")?;
         let topic = match &p.last_topic {
-            Some(last) if **last == *topic_text => last.clone(),
+            Some(last) if last.as_bytes() == topic_bytes => last.clone(),
             _ => {
+                let topic_text = text_arg(state, 2, TOPIC)?;
+                if topic_text.starts_with('@') {
+                    return Err(format!("process.send: topic `{topic_text}` is reserved"));
+                }
                 let shared: Arc<str> = topic_text.into();
                 p.last_topic = Some(shared.clone());
                 shared
