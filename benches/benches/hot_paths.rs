@@ -27,7 +27,7 @@ impl Wake for NoWake {
 }
 
 fn message(n: f64) -> Envelope {
-    Envelope::Message(Message { from: None, topic: "m".into(), payloads: vec![Value::Number(n)] })
+    Envelope::Message(Message { from: None, topic: "m".into(), payloads: vec![Value::Number(n)].into() })
 }
 
 fn mailbox(c: &mut Criterion) {

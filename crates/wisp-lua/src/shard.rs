@@ -1224,7 +1224,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             dest
         }
     };
-    let mut payloads = Vec::with_capacity((top - 2).max(0) as usize);
+    let mut payloads = wisp_core::Payloads::with_capacity((top - 2).max(0) as usize);
     let mut path = Vec::new();
     for idx in 3..=top {
         let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;

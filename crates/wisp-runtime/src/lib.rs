@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Pid, Signal, Value};
+use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Payloads, Pid, Signal, Value};
 use wisp_lua::{
     Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest,
 };
@@ -165,8 +165,8 @@ impl Node {
     }
 
     /// Sends a message from the runtime (its sender is `""` to the receiver).
-    pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
-        let message = Message { from: None, topic: topic.into(), payloads };
+    pub fn send(&self, to: Pid, topic: &str, payloads: impl Into<Payloads>) -> Result<(), SendError> {
+        let message = Message { from: None, topic: topic.into(), payloads: payloads.into() };
         self.inner.push(to, Envelope::Message(message))
     }
 
@@ -563,7 +563,7 @@ impl Kernel for NodeInner {
         let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
-                let _ = self.push(to, Envelope::Message(Message { from: Some(parent), topic: topic.into(), payloads }));
+                let _ = self.push(to, Envelope::Message(Message { from: Some(parent), topic: topic.into(), payloads: payloads.into() }));
             }
         };
         if let Some(name) = &name {

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use wisp_core::{Envelope, ExitResult, Message, Pid, Value};
+use wisp_core::{Envelope, ExitResult, Message, Payloads, Pid, Value};
 use wisp_lua::{Dest, Kernel, ProcessExit, SendError};
 use wisp_mailbox::{Mailbox, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task};
@@ -55,14 +55,14 @@ impl Context<'_> {
     }
 
     /// Sends to a PID.
-    pub fn send(&self, to: Pid, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
-        let message = Message { from: Some(self.pid), topic: topic.into(), payloads };
+    pub fn send(&self, to: Pid, topic: &str, payloads: impl Into<Payloads>) -> Result<(), SendError> {
+        let message = Message { from: Some(self.pid), topic: topic.into(), payloads: payloads.into() };
         self.kernel.send(self.pid, Dest::Pid(to), message)
     }
 
     /// Sends to a registered name.
-    pub fn send_to_name(&self, name: &str, topic: &str, payloads: Vec<Value>) -> Result<(), SendError> {
-        let message = Message { from: Some(self.pid), topic: topic.into(), payloads };
+    pub fn send_to_name(&self, name: &str, topic: &str, payloads: impl Into<Payloads>) -> Result<(), SendError> {
+        let message = Message { from: Some(self.pid), topic: topic.into(), payloads: payloads.into() };
         self.kernel.send(self.pid, Dest::Name(name), message)
     }
 }
