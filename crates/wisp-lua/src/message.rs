@@ -155,8 +155,11 @@ unsafe extern "C-unwind" fn message_payload(state: *mut ffi::lua_State) -> c_int
                 }
                 ffi::lua_createtable(state, n as c_int, 0);
                 for (i, v) in m.payloads.iter().enumerate() {
-                    let part =
-                        Message { from: m.from, topic: m.topic.clone(), payloads: std::iter::once(v.clone()).collect() };
+                    let part = Message {
+                        from: m.from,
+                        topic: m.topic.clone(),
+                        payloads: std::iter::once(v.clone()).collect(),
+                    };
                     push_message(state, part);
                     ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
                 }

@@ -563,7 +563,10 @@ impl Kernel for NodeInner {
         let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
-                let _ = self.push(to, Envelope::Message(Message { from: Some(parent), topic: topic.into(), payloads: payloads.into() }));
+                let _ = self.push(
+                    to,
+                    Envelope::Message(Message { from: Some(parent), topic: topic.into(), payloads: payloads.into() }),
+                );
             }
         };
         if let Some(name) = &name {
