@@ -484,10 +484,8 @@ impl Shard {
         lock(&self.core.admits).push(admission);
         self.core.admitted.store(true, Ordering::SeqCst);
         self.core.ready.lock().push_front(token);
-        if self.core.sched.notify() {
-            if let Some(shard) = self.core.shard.get().and_then(Weak::upgrade) {
-                self.core.pool.schedule(shard);
-            }
+        if !self.core.runs_here() {
+            self.core.schedule_if_idle();
         }
     }
 
@@ -542,18 +540,33 @@ impl Task for Shard {
     }
 }
 
-impl Wake for Core {
-    fn wake(&self, token: u32) {
-        let here = RUNNING_SHARD.with(|running| std::ptr::eq(running.get(), self));
-        if here {
-            self.ready.lock().push_lifo(token);
-        } else {
-            self.ready.lock().push_back(token);
-        }
+impl Core {
+    /// True on the thread running this shard, inside its run: what it queues now is taken by
+    /// the same run (`R.next` looks at the ready queue and admissions until the slice ends, and
+    /// the run's end requeues the shard if any is left), so it needs no notify. A notify would
+    /// mark the running shard as woken, and its run would end by queueing it again for nothing,
+    /// where an idle worker would steal it: the shard would move to the other core.
+    fn runs_here(&self) -> bool {
+        RUNNING_SHARD.with(|running| std::ptr::eq(running.get(), self))
+    }
+
+    /// Schedules the shard if it was idle (a running or queued shard sees the new work).
+    fn schedule_if_idle(&self) {
         if self.sched.notify() {
             if let Some(shard) = self.shard.get().and_then(Weak::upgrade) {
                 self.pool.schedule(shard);
             }
+        }
+    }
+}
+
+impl Wake for Core {
+    fn wake(&self, token: u32) {
+        if self.runs_here() {
+            self.ready.lock().push_lifo(token);
+        } else {
+            self.ready.lock().push_back(token);
+            self.schedule_if_idle();
         }
     }
 }

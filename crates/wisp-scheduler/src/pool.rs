@@ -12,7 +12,8 @@
 //! A worker looks for its next task in this order:
 //!
 //! 0. the task in its LIFO slot, the last one it scheduled itself, at most
-//!    [`take_lifo`] times in a row; that slot cannot be stolen;
+//!    [`take_lifo`] times in a row while other tasks wait in its queues; that slot
+//!    cannot be stolen;
 //! 1. every [`GLOBAL_POLL_INTERVAL`] tasks, the injector first (see
 //!    [`should_check_global`]), so a worker busy with self-rescheduling local
 //!    tasks cannot starve the injector;
@@ -322,6 +323,11 @@ impl Shared {
         }
     }
 
+    /// Tasks queued for this worker besides its LIFO slot: its local queue or the injector.
+    fn others_waiting(&self, local: &Worker<TaskRef>) -> bool {
+        !local.is_empty() || !self.injector.is_empty()
+    }
+
     fn has_queued_work(&self) -> bool {
         !self.injector.is_empty() || self.stealers.iter().any(|stealer| !stealer.is_empty())
     }
@@ -395,7 +401,7 @@ fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
     while !shared.is_shut_down() {
         let slot = context.lifo.borrow_mut().take();
         let next = match slot {
-            Some(task) if take_lifo(lifo_streak) => {
+            Some(task) if take_lifo(lifo_streak, || shared.others_waiting(&context.local)) => {
                 lifo_streak += 1;
                 Some(task)
             }
@@ -434,9 +440,12 @@ fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
 /// Tasks a worker runs from its LIFO slot in a row before it looks at its queues (as tokio).
 const MAX_LIFO_STREAK: u32 = 3;
 
-/// Whether the task in the LIFO slot runs next, after `streak` LIFO runs in a row.
-pub fn take_lifo(streak: u32) -> bool {
-    streak < MAX_LIFO_STREAK
+/// Whether the task in the LIFO slot runs next, after `streak` LIFO runs in a row. Past the
+/// streak it gives way only to tasks that wait (`others_waiting`, asked only then): with none,
+/// moving it to the local queue would only let an idle worker steal it, and a chain of
+/// hand-offs (a token passed around a ring of processes) would then hop between cores.
+pub fn take_lifo(streak: u32, others_waiting: impl FnOnce() -> bool) -> bool {
+    streak < MAX_LIFO_STREAK || !others_waiting()
 }
 
 /// Rounds of looking for work an idle worker makes before it parks: about 20-50 µs. A message
@@ -529,8 +538,15 @@ mod tests {
 
     #[test]
     fn lifo_and_spin_policies() {
-        for (streak, expected) in [(0, true), (MAX_LIFO_STREAK - 1, true), (MAX_LIFO_STREAK, false)] {
-            assert_eq!(take_lifo(streak), expected, "take_lifo({streak})");
+        let cases = [
+            (0, true, true),
+            (MAX_LIFO_STREAK - 1, true, true),
+            (MAX_LIFO_STREAK, true, false),
+            (MAX_LIFO_STREAK, false, true),
+            (MAX_LIFO_STREAK * 10, false, true),
+        ];
+        for (streak, others_waiting, expected) in cases {
+            assert_eq!(take_lifo(streak, || others_waiting), expected, "take_lifo({streak}, {others_waiting})");
         }
         for (rounds, expected) in [(0, true), (SPIN_ROUNDS - 1, true), (SPIN_ROUNDS, false)] {
             assert_eq!(keep_spinning(rounds), expected, "keep_spinning({rounds})");
