@@ -621,7 +621,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let parked: Table = prelude.get("parked")?;
     let procs: Table = prelude.get("procs")?;
     let recv =
-        raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked), LuaValue::Table(procs.clone())])?;
+        raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
@@ -1703,22 +1703,19 @@ fn wait_or_requeue(core: &Core, token: u32) {
 }
 
 /// `R.recv()`: the running process's next inbox message, straight from its mailbox. Returns the
-/// message and the process's record (the driver's `CURRENT` after a park, given by Rust so no
-/// table a program makes can pass for it); nothing when the driver must take over (an event,
+/// message (the driver's `CURRENT` is this process: nothing else ran since it was set); nothing
+/// when the driver must take over (an event,
 /// signal or listener message comes first, or a coroutine other than a lone main coroutine
 /// waits); or parks the main coroutine: it yields the PARKED marker and is resumed by `R.next`
-/// with the next inbox message and the record. Upvalues: the PARKED marker, the driver's table
-/// of records.
+/// with the next inbox message and the process's record (the driver's `CURRENT` from then on,
+/// given by Rust so no table a program makes can pass for it). Upvalue: the PARKED marker.
 unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
     // SAFETY: the upvalue was set to the shard's Core when the function was created.
     let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_onto_stack(state, core)));
     match outcome {
-        Ok(Ok(Received::Message(record))) => {
-            ffi::lua_rawgeti(state, ffi::lua_upvalueindex(3), record as ffi::lua_Integer);
-            2
-        }
+        Ok(Ok(Received::Message)) => 1,
         Ok(Ok(Received::Nothing)) => 0,
         Ok(Ok(Received::Parked)) => {
             ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
@@ -1730,8 +1727,8 @@ unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int 
 }
 
 enum Received {
-    /// The message is pushed; the process's record slot.
-    Message(u32),
+    /// The message is pushed.
+    Message,
     Nothing,
     Parked,
 }
@@ -1739,13 +1736,13 @@ enum Received {
 unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Received, String> {
     use mlua::ffi;
     let token = core.current.load(Ordering::Relaxed);
-    let (message, record) = {
+    let message = {
         let mut procs = core.procs.borrow_mut();
         let Some(p) = procs.get_mut(&token) else {
             return Ok(Received::Nothing);
         };
         match p.next_envelope() {
-            Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => (m, p.record),
+            Some(Envelope::Message(m)) if matches!(p.extra().router.route(&m.topic), Route::Inbox) => m,
             Some(other) => {
                 p.set_stash(other);
                 return Ok(Received::Nothing);
@@ -1761,7 +1758,7 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         return Err("out of Lua stack".into());
     }
     crate::message::push_message(state, message);
-    Ok(Received::Message(record))
+    Ok(Received::Message)
 }
 
 /// `R.self()`: the PID string of the running process (rendered when first asked for).
