@@ -620,8 +620,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     crate::message::install(&lua, Arc::as_ptr(core))?;
     let parked: Table = prelude.get("parked")?;
     let procs: Table = prelude.get("procs")?;
-    let recv =
-        raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
+    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
