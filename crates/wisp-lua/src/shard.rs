@@ -540,6 +540,25 @@ impl Task for Shard {
     }
 }
 
+/// The Core of the shard whose raw callback runs on `state`: the shard this thread is running
+/// (a callback runs only inside its shard's run, which sets `RUNNING_SHARD`), else the
+/// callback's first upvalue. The thread-local is a plain read where the upvalue is an
+/// out-of-line pseudo-index lookup, on every send and receive.
+///
+/// # Safety
+/// `state` must be running a raw callback made by `raw_callback` (its first upvalue is the
+/// Core, which outlives the VM).
+pub(crate) unsafe fn core_of<'a>(state: *mut mlua::ffi::lua_State) -> &'a Core {
+    let running = RUNNING_SHARD.with(|running| running.get());
+    let core = if running.is_null() {
+        mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core
+    } else {
+        running
+    };
+    debug_assert!(std::ptr::eq(core, mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core));
+    &*core
+}
+
 impl Core {
     /// True on the thread running this shard, inside its run: what it queues now is taken by
     /// the same run (`R.next` looks at the ready queue and admissions until the slice ends, and
@@ -1179,8 +1198,9 @@ pub(crate) unsafe fn complete(
 /// `process.send(dest, topic, ...)` as a raw C function: reads its arguments straight off the
 /// stack and copies the payloads with the raw API, without mlua's per-call wrapping.
 unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int {
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
+    // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
+    // first upvalue (see `core_of`).
+    let core = core_of(state);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send_from_stack(state, core)));
     // `process.send` is this function: level 1 is the program that called it.
     complete(state, outcome, Some(1))
@@ -1528,8 +1548,9 @@ unsafe fn push_item(
 /// protocol). Returns nothing when the slice is over; otherwise a process's record slot, then
 /// `nil` and four values per item, or `false, ok` and the results of a resume made here.
 unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int {
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core);
+    // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
+    // first upvalue (see `core_of`).
+    let core = core_of(state);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next_onto_stack(state, core)));
     match outcome {
         Ok(Ok(results)) => results,
@@ -1710,8 +1731,9 @@ fn wait_or_requeue(core: &Core, token: u32) {
 /// given by Rust so no table a program makes can pass for it). Upvalue: the PARKED marker.
 unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
+    // first upvalue (see `core_of`).
+    let core = core_of(state);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_onto_stack(state, core)));
     match outcome {
         Ok(Ok(Received::Message)) => 1,
@@ -1763,8 +1785,9 @@ unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
 /// `R.self()`: the PID string of the running process (rendered when first asked for).
 unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
+    // first upvalue (see `core_of`).
+    let core = core_of(state);
     let pid = core.procs.borrow_mut().get(&core.current.load(Ordering::Relaxed)).map(|p| p.pid);
     let text = pid.map(|pid| core.kernel.render_pid(pid));
     match text {
@@ -2129,8 +2152,9 @@ unsafe fn push_chunk(
 /// (those go through `R.spawn_with`). Returns the child's PID, or `nil, err`.
 unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
-    // SAFETY: the upvalue was set to the shard's Core when the function was created.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
+    // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
+    // first upvalue (see `core_of`).
+    let core = core_of(state);
     let flags = ffi::lua_tonumber(state, ffi::lua_upvalueindex(2)) as u8;
     let level = ffi::lua_tonumber(state, ffi::lua_upvalueindex(3)) as c_int;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core, flags)));
