@@ -111,6 +111,11 @@ impl NameRegistry {
         if self.bound.load(Ordering::SeqCst) == 0 {
             return Vec::new();
         }
+        // Most exiting processes hold no name even where some are bound: they share the read
+        // lock instead of taking turns at the write lock.
+        if !self.read().by_pid.contains_key(&pid) {
+            return Vec::new();
+        }
         let mut inner = self.write();
         let names = inner.by_pid.remove(&pid).unwrap_or_default();
         for name in &names {
