@@ -2226,6 +2226,21 @@ fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
 }
 
 #[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_dense_and_the_last_freed_comes_back_first() {
+        let mut tokens = Tokens::default();
+        let first: Vec<u32> = (0..4).map(|_| tokens.take()).collect();
+        assert_eq!(first, vec![0, 1, 2, 3]);
+        tokens.give_back(1);
+        tokens.give_back(3);
+        assert_eq!([tokens.take(), tokens.take(), tokens.take()], [3, 1, 4]);
+    }
+}
+
+#[cfg(test)]
 mod ready_queue_tests {
     use super::*;
 
