@@ -651,21 +651,25 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(procs),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
-        LuaValue::String(lua.create_string("token")?),
-        LuaValue::String(lua.create_string("main")?),
-        LuaValue::String(lua.create_string("recv")?),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
 }
 
-/// A process record's template: `token`, `main` and `recv` set, and room for one more field
-/// (an idle process's record has four: see `make_ready` in the prelude).
+/// A process record's fixed fields, its first array slots (keep in sync with the prelude's
+/// `TOKEN, MAIN, RECV, INBOX`).
+const RECORD_TOKEN: mlua::ffi::lua_Integer = 1;
+const RECORD_MAIN: mlua::ffi::lua_Integer = 2;
+const RECORD_RECV: mlua::ffi::lua_Integer = 3;
+const RECORD_FIELDS: usize = 4;
+
+/// A process record's template: its fixed fields in an array part of exactly their size, so a
+/// record is a copy of it with no hash part.
 fn record_template(lua: &Lua) -> mlua::Result<Table> {
-    let template = lua.create_table_with_capacity(0, 4)?;
-    template.raw_set("token", 0)?;
-    template.raw_set("main", false)?;
-    template.raw_set("recv", false)?;
+    let template = lua.create_table_with_capacity(RECORD_FIELDS, 0)?;
+    for field in 1..=RECORD_FIELDS {
+        template.raw_set(field, false)?;
+    }
     Ok(template)
 }
 
@@ -1586,7 +1590,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     }
     // The upvalues go to the stack once per call (see `next_slot`).
     ffi::lua_settop(state, NEXT_ARGS);
-    for upvalue in NEXT_BODY..=NEXT_KEY_RECV {
+    for upvalue in NEXT_BODY..=NEXT_RECORD_TEMPLATE {
         ffi::lua_pushvalue(state, ffi::lua_upvalueindex(upvalue));
     }
     // A step that ended preempted was a long one: the clock is read before the next.
@@ -1855,9 +1859,7 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 
 /// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
 /// table of loaded chunks by entry, the shard's preemption counter, the driver's table of
-/// process records, the pool of reset threads, the template of a process record, and the
-/// record's keys that Rust sets (interned once: `lua_rawsetfield` hashes and looks up its key
-/// string on every call).
+/// process records, the pool of reset threads and the template of a process record.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
@@ -1865,14 +1867,11 @@ const NEXT_PREEMPT: c_int = 5;
 const NEXT_PROCS: c_int = 6;
 const NEXT_THREAD_POOL: c_int = 7;
 const NEXT_RECORD_TEMPLATE: c_int = 8;
-const NEXT_KEY_TOKEN: c_int = 9;
-const NEXT_KEY_MAIN: c_int = 10;
-const NEXT_KEY_RECV: c_int = 11;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
 const NEXT_ARGS: c_int = 4;
-/// Upvalues `NEXT_BODY..=NEXT_KEY_RECV`, copied above the arguments.
-const NEXT_UPVALUES: c_int = NEXT_KEY_RECV - NEXT_BODY + 1;
+/// Upvalues `NEXT_BODY..=NEXT_RECORD_TEMPLATE`, copied above the arguments.
+const NEXT_UPVALUES: c_int = NEXT_RECORD_TEMPLATE - NEXT_BODY + 1;
 
 /// Where `R.next` keeps its upvalue `upvalue` during a call: it copies them to the stack on
 /// entry, because a stack slot is reached directly while an upvalue index goes through Luau's
@@ -1882,13 +1881,9 @@ const fn next_slot(upvalue: c_int) -> c_int {
     NEXT_ARGS + upvalue - NEXT_BODY + 1
 }
 
-/// Sets `record[key] = value` for a key held as an upvalue of `R.next`, with the value on top
-/// of the stack (popped).
-unsafe fn set_record_field(state: *mut mlua::ffi::lua_State, record: c_int, key: c_int) {
-    use mlua::ffi;
-    ffi::lua_pushvalue(state, next_slot(key));
-    ffi::lua_insert(state, -2);
-    ffi::lua_rawset(state, record);
+/// Sets the record's fixed `field` (a `RECORD_*`) to the value on top of the stack (popped).
+unsafe fn set_record_field(state: *mut mlua::ffi::lua_State, record: c_int, field: mlua::ffi::lua_Integer) {
+    mlua::ffi::lua_rawseti(state, record, field);
 }
 
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
@@ -1938,14 +1933,13 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
     ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, next_slot(NEXT_PREEMPT)));
     // The driver's record (see `make_ready` in the prelude for the fields that come later), a
-    // copy of a template that has the keys Rust sets already: setting them is then a lookup,
-    // not an insertion.
+    // copy of a template whose array part holds the fixed fields.
     ffi::lua_clonetable(state, next_slot(NEXT_RECORD_TEMPLATE));
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
-    set_record_field(state, record, NEXT_KEY_TOKEN);
+    set_record_field(state, record, RECORD_TOKEN);
     ffi::lua_pushvalue(state, base + 2);
-    set_record_field(state, record, NEXT_KEY_MAIN);
+    set_record_field(state, record, RECORD_MAIN);
     let record_slot = core.record_slots.borrow_mut().insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
     ffi::lua_rawseti(state, next_slot(NEXT_PROCS), record_slot as ffi::lua_Integer);
@@ -2013,7 +2007,7 @@ unsafe fn settle_first_run(
     let parked = core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
-        set_record_field(state, record, NEXT_KEY_RECV);
+        set_record_field(state, record, RECORD_RECV);
         wait_or_requeue(core, token);
         return true;
     }
