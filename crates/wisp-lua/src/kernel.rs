@@ -99,6 +99,10 @@ pub trait Kernel: Send + Sync + 'static {
     fn signal(&self, from: Pid, dest: Dest<'_>, signal: Signal) -> Result<Pid, SendError>;
     /// Pushes an envelope straight into a process's own mailbox (events the runtime makes up).
     fn deliver(&self, to: Pid, envelope: Envelope) -> bool;
+    /// The mailbox of a live process, for a shard to push a process's messages to it directly
+    /// while that process keeps sending to the same PID. `None` when there is no such process,
+    /// or when its messages must go through [`Kernel::send`] every time.
+    fn mailbox(&self, pid: Pid) -> Option<Arc<Mailbox<Envelope>>>;
     fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String>;
     fn exited(&self, exit: ProcessExit);
     fn register_name(&self, name: &str, pid: Pid) -> Result<(), String>;

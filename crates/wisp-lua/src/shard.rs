@@ -15,7 +15,7 @@
 //!    ends; the shard re-queues itself if more is ready.
 //!
 //! A process waits by `Mailbox::prepare_wait`; a later push calls [`Wake::wake`] with the
-//! process's token (its PID slot), which queues the token here (in the LIFO slot when the push
+//! process's token (a dense index the shard handed out with the mailbox), which queues the token here (in the LIFO slot when the push
 //! came from this shard's own run) and schedules the shard.
 
 use std::cell::RefCell;
@@ -33,7 +33,7 @@ use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
 
 use crate::convert::{lua_to_value, value_to_lua};
-use crate::kernel::{Admission, Dest, Kernel, ProcessExit, SpawnFlags, SpawnRequest};
+use crate::kernel::{Admission, Dest, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest};
 use crate::preempt::{self, Preempt, PreemptPtr};
 use crate::{ChunkCache, LuaCode};
 
@@ -132,7 +132,7 @@ pub(crate) struct Core {
     /// Threads in `R.next`'s pool (only the thread running the shard touches it).
     pooled_threads: AtomicU32,
     /// The PID string a process of this shard last sent to, parsed.
-    last_dest: RunState<Option<(Box<str>, Pid)>>,
+    last_dest: RunState<Option<KnownDest>>,
     /// The driver's table of process records is keyed by these reused slots (a record's slot
     /// minus one is its key here; the value is the process's token). Keyed by tokens, sparse
     /// across a host's process table, the table was a hash that Luau rebuilt every few dozen
@@ -240,7 +240,7 @@ struct LocalProc {
     /// An envelope taken from the mailbox but not yet handled; it comes before the mailbox.
     stash: Option<Box<Envelope>>,
     /// The PID string this process last sent to, parsed.
-    last_dest: Option<(Box<str>, Pid)>,
+    last_dest: Option<Box<KnownDest>>,
     /// The topic this process last sent on.
     last_topic: Option<Arc<str>>,
 }
@@ -401,6 +401,10 @@ impl<T> RunState<T> {
 
     fn borrow_mut(&self) -> std::cell::RefMut<'_, T> {
         self.0.borrow_mut()
+    }
+
+    fn borrow(&self) -> std::cell::Ref<'_, T> {
+        self.0.borrow()
     }
 }
 
@@ -1224,11 +1228,18 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         text_arg(state, 2, TOPIC)?;
     }
     let topic_bytes = crate::convert::raw_bytes(state, 2);
+    let mut payloads = wisp_core::Payloads::with_capacity((top - 2).max(0) as usize);
+    let mut path = Vec::new();
+    for idx in 3..=top {
+        let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
+        payloads.push(value);
+    }
     // A process usually sends to the same PID on the same topic again and again, and processes
-    // of a shard often to the same PID (children to their parent): the last PID parsed is kept
-    // by each, and the last topic by each process. A topic equal to the last one is valid and
-    // not reserved (the last one was checked), so only a new topic is checked.
-    let (from, cached, topic) = {
+    // of a shard often to the same PID (children to their parent): the last PID string parsed,
+    // with the mailbox it reaches, is kept by each, and the last topic by each process. A topic
+    // equal to the last one is valid and not reserved (the last one was checked), so only a new
+    // topic is checked.
+    let (from, topic, known_here) = {
         let mut procs = core.procs.borrow_mut();
         let p = procs.get_mut(&token).ok_or("process is not running")?;
         let topic = match &p.last_topic {
@@ -1243,39 +1254,74 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                 shared
             }
         };
-        (p.pid, known_pid(&p.last_dest, dest_bytes), topic)
+        (p.pid, topic, p.last_dest.as_deref().is_some_and(|known| known.is(dest_bytes)))
     };
-    let cached = cached.or_else(|| known_pid(&core.last_dest.borrow_mut(), dest_bytes));
-    let dest = match cached {
-        Some(pid) => Dest::Pid(pid),
-        None => {
-            let text = text_arg(state, 1, DEST)?;
-            let dest = parse_dest(core, text);
-            if let Dest::Pid(pid) = dest {
-                *core.last_dest.borrow_mut() = Some((text.into(), pid));
-                if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
-                    p.last_dest = Some((text.into(), pid));
+    let message = Message { from: Some(from), topic, payloads };
+    // The push into a known mailbox happens under a shared borrow of where it is kept: a push
+    // wakes a shard (its ready queue, the pool), never this shard's process records.
+    let pushed = if known_here {
+        let procs = core.procs.borrow();
+        let known = procs.get(&token).and_then(|p| p.last_dest.as_deref());
+        known.map(|known| known.push(core, message))
+    } else {
+        let shard_known = core.last_dest.borrow();
+        match shard_known.as_ref().filter(|known| known.is(dest_bytes)) {
+            Some(known) => Some(known.push(core, message)),
+            None => {
+                drop(shard_known);
+                let text = text_arg(state, 1, DEST)?;
+                match parse_dest(core, text) {
+                    Dest::Pid(pid) => {
+                        let known = KnownDest { text: text.into(), pid, mailbox: core.kernel.mailbox(pid) };
+                        if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
+                            p.last_dest = Some(Box::new(known.clone()));
+                        }
+                        let reply = known.push(core, message);
+                        *core.last_dest.borrow_mut() = Some(known);
+                        Some(reply)
+                    }
+                    dest => Some(send_reply(core.kernel.send(from, dest, message))),
                 }
             }
-            dest
         }
     };
-    let mut payloads = wisp_core::Payloads::with_capacity((top - 2).max(0) as usize);
-    let mut path = Vec::new();
-    for idx in 3..=top {
-        let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
-        payloads.push(value);
-    }
-    let message = Message { from: Some(from), topic, payloads };
-    Ok(match core.kernel.send(from, dest, message) {
-        Ok(()) => Reply::True,
-        Err(e) => Reply::NilErr(e.to_string()),
-    })
+    pushed.ok_or_else(|| "process is not running".to_string())
 }
 
-/// The PID a cached destination string stands for, if `text` is that string.
-fn known_pid(cache: &Option<(Box<str>, Pid)>, text: &[u8]) -> Option<Pid> {
-    cache.as_ref().filter(|(known, _)| known.as_bytes() == text).map(|(_, pid)| *pid)
+fn send_reply(sent: Result<(), SendError>) -> Reply {
+    match sent {
+        Ok(()) => Reply::True,
+        Err(e) => Reply::NilErr(e.to_string()),
+    }
+}
+
+/// A PID string a process (or any process of the shard) sent to last: parsed, with the mailbox
+/// the kernel gave for it.
+#[derive(Clone)]
+struct KnownDest {
+    text: Box<str>,
+    pid: Pid,
+    /// `None` when the kernel had no mailbox to give: the send then goes through the kernel.
+    mailbox: Option<Arc<Mailbox<Envelope>>>,
+}
+
+impl KnownDest {
+    fn is(&self, text: &[u8]) -> bool {
+        self.text.as_bytes() == text
+    }
+
+    /// Sends `message` to this PID: straight into its mailbox when there is one (a closed one
+    /// means the process has ended: the same answer the kernel gives).
+    fn push(&self, core: &Core, message: Message) -> Reply {
+        let Some(mailbox) = &self.mailbox else {
+            let from = message.from.unwrap_or(self.pid);
+            return send_reply(core.kernel.send(from, Dest::Pid(self.pid), message));
+        };
+        match mailbox.push(Envelope::Message(message)) {
+            Ok(()) => Reply::True,
+            Err(_) => Reply::NilErr(SendError::NoProcess(core.kernel.render_pid(self.pid)).to_string()),
+        }
+    }
 }
 
 /// The UTF-8 string argument at `idx`, borrowed from the Lua stack (which holds it for the whole

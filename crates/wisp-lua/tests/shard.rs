@@ -77,6 +77,9 @@ impl Kernel for FakeKernel {
     fn deliver(&self, to: Pid, envelope: Envelope) -> bool {
         self.push(to, envelope).is_ok()
     }
+    fn mailbox(&self, pid: Pid) -> Option<Arc<Mailbox<Envelope>>> {
+        self.table.lock().unwrap().get(&pid).cloned()
+    }
     fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
         let links = if request.flags.link { vec![request.parent] } else { Vec::new() };
         let monitors = if request.flags.monitor { vec![request.parent] } else { Vec::new() };

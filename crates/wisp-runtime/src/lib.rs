@@ -559,6 +559,10 @@ impl Kernel for NodeInner {
         self.push(to, envelope).is_ok()
     }
 
+    fn mailbox(&self, pid: Pid) -> Option<Arc<Mailbox<Envelope>>> {
+        self.slot(pid).map(|slot| slot.mailbox)
+    }
+
     fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
         let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
         let deliver = |to: Pid| {
