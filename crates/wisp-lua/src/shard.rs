@@ -505,6 +505,8 @@ impl Shard {
         drop(vm.take());
         // Still under the `vm` lock: `procs` is `RunState`.
         let procs: Vec<Box<LocalProc>> = self.core.procs.borrow_mut().drain().collect();
+        // The shard's last destination holds a mailbox, which may hold this Core as its hook.
+        *self.core.last_dest.borrow_mut() = None;
         drop(vm);
         for p in procs {
             p.mailbox.close();
