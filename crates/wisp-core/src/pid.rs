@@ -59,19 +59,12 @@ impl PidDisplay<'_> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let serial = self.pid.serial();
         let digits = (((64 - serial.leading_zeros()) as usize).div_ceil(4)).max(5);
-        // The digits go into a buffer on the stack and are appended at once: a `push` per
-        // character checked the string's capacity each time (a PID is rendered per spawn).
-        let mut text = [0u8; 19];
-        text[..2].copy_from_slice(b"0x");
-        for (i, byte) in text[2..2 + digits].iter_mut().enumerate() {
-            *byte = HEX[((serial >> ((digits - 1 - i) * 4)) & 0xf) as usize];
-        }
         out.reserve(self.host_name.len() + digits + 5);
         out.push('{');
         out.push_str(self.host_name);
-        out.push('|');
-        // The buffer holds ASCII only.
-        out.push_str(std::str::from_utf8(&text[..2 + digits]).unwrap_or_default());
+        out.push_str("|0x");
+        // Room is reserved above, so each push is a store (a PID is rendered per spawn).
+        out.extend((0..digits).rev().map(|i| char::from(HEX[((serial >> (i * 4)) & 0xf) as usize])));
         out.push('}');
     }
 
