@@ -1929,11 +1929,6 @@ const fn next_slot(upvalue: c_int) -> c_int {
     NEXT_ARGS + upvalue - NEXT_BODY + 1
 }
 
-/// Sets the record's fixed `field` (a `RECORD_*`) to the value on top of the stack (popped).
-unsafe fn set_record_field(state: *mut mlua::ffi::lua_State, record: c_int, field: mlua::ffi::lua_Integer) {
-    mlua::ffi::lua_rawseti(state, record, field);
-}
-
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
 /// thread is an allocation of about 1.2 KB and, later, work for the collector.
 const MAX_POOLED_THREADS: u32 = 64;
@@ -1985,9 +1980,9 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_clonetable(state, next_slot(NEXT_RECORD_TEMPLATE));
     let record = base + 3;
     ffi::lua_pushnumber(state, token as f64);
-    set_record_field(state, record, RECORD_TOKEN);
+    ffi::lua_rawseti(state, record, RECORD_TOKEN);
     ffi::lua_pushvalue(state, base + 2);
-    set_record_field(state, record, RECORD_MAIN);
+    ffi::lua_rawseti(state, record, RECORD_MAIN);
     let record_slot = core.record_slots.borrow_mut().insert(token) as u32 + 1;
     ffi::lua_pushvalue(state, record);
     ffi::lua_rawseti(state, next_slot(NEXT_PROCS), record_slot as ffi::lua_Integer);
@@ -2055,7 +2050,7 @@ unsafe fn settle_first_run(
     let parked = core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if status == ffi::LUA_YIELD && parked {
         ffi::lua_pushboolean(state, 1);
-        set_record_field(state, record, RECORD_RECV);
+        ffi::lua_rawseti(state, record, RECORD_RECV);
         wait_or_requeue(core, token);
         return true;
     }
