@@ -402,7 +402,8 @@ fn run_worker(shared: Arc<Shared>, index: usize, local: Worker<TaskRef>) {
         let slot = context.lifo.borrow_mut().take();
         let next = match slot {
             Some(task) if take_lifo(lifo_streak, || shared.others_waiting(&context.local)) => {
-                lifo_streak += 1;
+                // Unbounded now that nothing else may be waiting: saturate rather than wrap.
+                lifo_streak = lifo_streak.saturating_add(1);
                 Some(task)
             }
             other => {
