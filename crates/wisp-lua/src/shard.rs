@@ -1264,11 +1264,11 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     let pushed = if known_here {
         let procs = core.procs.borrow();
         let known = procs.get(&token).and_then(|p| p.last_dest.as_deref());
-        known.map(|known| known.push(core, message))
+        known.map(|known| known.push(core, from, message))
     } else {
         let shard_known = core.last_dest.borrow();
         match shard_known.as_ref().filter(|known| known.is(dest_bytes)) {
-            Some(known) => Some(known.push(core, message)),
+            Some(known) => Some(known.push(core, from, message)),
             None => {
                 drop(shard_known);
                 let text = text_arg(state, 1, DEST)?;
@@ -1278,7 +1278,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
                         if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
                             p.last_dest = Some(Box::new(known.clone()));
                         }
-                        let reply = known.push(core, message);
+                        let reply = known.push(core, from, message);
                         *core.last_dest.borrow_mut() = Some(known);
                         Some(reply)
                     }
@@ -1312,11 +1312,10 @@ impl KnownDest {
         self.text.as_bytes() == text
     }
 
-    /// Sends `message` to this PID: straight into its mailbox when there is one (a closed one
-    /// means the process has ended: the same answer the kernel gives).
-    fn push(&self, core: &Core, message: Message) -> Reply {
+    /// Sends `message` from `from` to this PID: straight into its mailbox when there is one (a
+    /// closed one means the process has ended: the same answer the kernel gives).
+    fn push(&self, core: &Core, from: Pid, message: Message) -> Reply {
         let Some(mailbox) = &self.mailbox else {
-            let from = message.from.unwrap_or(self.pid);
             return send_reply(core.kernel.send(from, Dest::Pid(self.pid), message));
         };
         match mailbox.push(Envelope::Message(message)) {
