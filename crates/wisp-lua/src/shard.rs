@@ -1333,8 +1333,14 @@ unsafe fn text_arg<'a>(state: *mut mlua::ffi::lua_State, idx: c_int, expected: &
     if mlua::ffi::lua_type(state, idx) != mlua::ffi::LUA_TSTRING {
         return Err(format!("{expected}, got {}", type_name(state, idx)));
     }
-    std::str::from_utf8(crate::convert::raw_bytes(state, idx))
-        .map_err(|_| format!("{expected}, got bytes that are not UTF-8"))
+    let bytes = crate::convert::raw_bytes(state, idx);
+    // Names are nearly always ASCII, which is checked a word at a time, where UTF-8 validation
+    // walks a short string byte by byte (twice per spawn: the entry and the host).
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(std::str::from_utf8_unchecked(bytes));
+    }
+    std::str::from_utf8(bytes).map_err(|_| format!("{expected}, got bytes that are not UTF-8"))
 }
 
 /// The Lua type name of the value at `idx`, for error messages.
