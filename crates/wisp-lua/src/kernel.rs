@@ -48,6 +48,9 @@ pub struct SpawnRequest<'a> {
     pub scope: Option<Arc<Value>>,
     /// Messages from the parent delivered to the child (new or found by name) right away.
     pub messages: Vec<(Box<str>, Vec<Value>)>,
+    /// How many processes the parent spawned before this one in the same step (since it last
+    /// waited or was preempted): placement keeps such a burst together in blocks.
+    pub burst: u32,
 }
 
 /// A process handed to a shard: its PID, its mailbox (already reachable by senders) and its code.

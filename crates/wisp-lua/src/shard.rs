@@ -129,6 +129,8 @@ pub(crate) struct Core {
     /// The process whose code runs now: set by `R.next` before it hands a process to the driver
     /// or resumes one, so callbacks like `process.send` need no token from Lua.
     current: AtomicU32,
+    /// Processes the running process has spawned in its current step (see `SpawnRequest::burst`).
+    spawned_in_step: AtomicU32,
     /// Threads in `R.next`'s pool (only the thread running the shard touches it).
     pooled_threads: AtomicU32,
     /// The PID string a process of this shard last sent to, parsed.
@@ -456,6 +458,7 @@ impl Shard {
             deadline: Mutex::new(Instant::now()),
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
+            spawned_in_step: AtomicU32::new(0),
             pooled_threads: AtomicU32::new(0),
             last_dest: RunState::new(None),
             record_slots: RunState::new(Slab::new()),
@@ -568,6 +571,14 @@ pub(crate) unsafe fn core_of<'a>(state: *mut mlua::ffi::lua_State) -> &'a Core {
 }
 
 impl Core {
+    /// The running process's spawns so far in this step, counting this one. Only the thread
+    /// running the shard spawns from it: a plain load and store, not a locked increment.
+    fn next_in_burst(&self) -> u32 {
+        let n = self.spawned_in_step.load(Ordering::Relaxed);
+        self.spawned_in_step.store(n.saturating_add(1), Ordering::Relaxed);
+        n
+    }
+
     /// True on the thread running this shard, inside its run: what it queues now is taken by
     /// the same run (`R.next` looks at the ready queue and admissions until the slice ends, and
     /// the run's end requeues the shard if any is left), so it needs no notify. A notify would
@@ -770,6 +781,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                     messages: Vec::new(),
                     actor,
                     scope,
+                    burst: c.next_in_burst(),
                 };
                 if let Some(opts) = opts {
                     request.name = opts.get("name")?;
@@ -1686,6 +1698,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
             continue; // a wake-up for a process that already ended
         };
         core.current.store(token, Ordering::Relaxed);
+        core.spawned_in_step.store(0, Ordering::Relaxed);
         if p.init.is_some() {
             drop(procs);
             match start_process(state, core, token)? {
@@ -2246,8 +2259,19 @@ unsafe fn spawn_from_stack(
         (p.pid, p.context.clone(), p.actor.clone(), p.scope.clone())
     };
     let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
-    let request =
-        SpawnRequest { parent, entry, host, args, flags, name: None, context, messages: Vec::new(), actor, scope };
+    let request = SpawnRequest {
+        parent,
+        entry,
+        host,
+        args,
+        flags,
+        name: None,
+        context,
+        messages: Vec::new(),
+        actor,
+        scope,
+        burst: core.next_in_burst(),
+    };
     Ok(match core.kernel.spawn(request) {
         Ok(child) => {
             record_child(core, token, flags, child);

@@ -86,6 +86,8 @@ struct Host {
     shards: OnceLock<Vec<Arc<Shard>>>,
     table: ProcessTable,
     next_shard: AtomicUsize,
+    /// Per shard, where the current block of a burst of spawns goes: see [`place`].
+    burst_targets: Box<[BurstTarget]>,
 }
 
 struct NodeInner {
@@ -335,6 +337,7 @@ impl NodeBuilder {
                 shards: OnceLock::new(),
                 table: ProcessTable::new(index),
                 next_shard: AtomicUsize::new(0),
+                burst_targets: (0..def.shards.max(1)).map(|_| BurstTarget::default()).collect(),
             });
         }
         let inner = Arc::new(NodeInner {
@@ -394,7 +397,12 @@ fn lua_code(registry: &Registry, id: &EntryId, path: &mut Vec<EntryId>) -> Resul
 /// already has others waiting and the next shard in turn has nothing to run, the child goes
 /// there instead, so idle workers find work to steal (top levels of a tree spread out, deep
 /// levels stay local).
-fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placement {
+///
+/// A long burst of spawns in one step (a ring, a pipeline, a fork-join) goes in blocks of
+/// [`BURST_BLOCK`] consecutive children, each block to one shard: processes spawned one after
+/// another often talk to each other, and spread one by one over the shards an idle worker keeps
+/// emptying, nearly every message between them would wake another shard.
+fn place(host: &Host, parent_group: Option<u32>, burst: u32, shard_count: usize) -> Placement {
     // The shared turn counter is touched only when a shard must be chosen: every worker
     // spawning would otherwise pull its cache line back and forth.
     let next_in_turn = || host.next_shard.fetch_add(1, Ordering::Relaxed) % shard_count;
@@ -402,16 +410,55 @@ fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placemen
         return Placement { group: next_in_turn(), next_to_parent: false };
     };
     let g = group as usize;
-    if g >= shard_count {
+    let (Some(block_target), true) = (host.burst_targets.get(g), g < shard_count) else {
         return Placement { group: next_in_turn(), next_to_parent: false };
+    };
+    choose_shard(g, burst, |s| shards[s].ready_len(), next_in_turn, block_target)
+}
+
+/// The policy of [`place`] for a child of a process on shard `parent`, given how many
+/// processes wait on each shard and the turn of shards to spill to.
+fn choose_shard(
+    parent: usize,
+    burst: u32,
+    waiting: impl Fn(usize) -> usize,
+    mut next_in_turn: impl FnMut() -> usize,
+    block_target: &BurstTarget,
+) -> Placement {
+    let idle_other = |candidate: usize| candidate != parent && waiting(candidate) == 0;
+    if burst >= BURST_BLOCK {
+        if burst.is_multiple_of(BURST_BLOCK) {
+            let candidate = next_in_turn();
+            block_target.set(if idle_other(candidate) { candidate } else { parent });
+        }
+        let target = block_target.get().unwrap_or(parent);
+        return Placement { group: target, next_to_parent: target == parent };
     }
-    if shards[g].ready_len() > 0 {
+    if waiting(parent) > 0 {
         let candidate = next_in_turn();
-        if candidate != g && shards[candidate].ready_len() == 0 {
+        if idle_other(candidate) {
             return Placement { group: candidate, next_to_parent: false };
         }
     }
-    Placement { group: g, next_to_parent: true }
+    Placement { group: parent, next_to_parent: true }
+}
+
+/// Children of one burst of spawns placed together (see [`place`]).
+const BURST_BLOCK: u32 = 16;
+
+/// The shard the current block of a shard's burst of spawns goes to. Only the worker running
+/// the parent's shard places its children, so this needs no read-modify-write.
+#[derive(Default)]
+struct BurstTarget(AtomicUsize);
+
+impl BurstTarget {
+    fn set(&self, target: usize) {
+        self.0.store(target + 1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<usize> {
+        self.0.load(Ordering::Relaxed).checked_sub(1)
+    }
 }
 
 /// How a process comes to be: who spawned it (none for the runtime), how it is tied to its
@@ -419,6 +466,8 @@ fn place(host: &Host, parent_group: Option<u32>, shard_count: usize) -> Placemen
 #[derive(Default)]
 struct Birth {
     parent: Option<Pid>,
+    /// The parent's earlier spawns in the same step (see `SpawnRequest::burst`).
+    burst: u32,
     flags: wisp_lua::SpawnFlags,
     watcher: Option<mpsc::Sender<ExitResult>>,
     inherited: Inherited,
@@ -432,6 +481,7 @@ struct Inherited {
     scope: Option<Arc<Value>>,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 struct Placement {
     group: usize,
     next_to_parent: bool,
@@ -462,7 +512,7 @@ impl NodeInner {
     }
 
     fn spawn_with(&self, entry: &str, host_name: &str, args: Vec<Value>, birth: Birth) -> Result<Pid, SpawnError> {
-        let Birth { parent, flags, watcher, inherited: Inherited { context, actor, scope } } = birth;
+        let Birth { parent, burst, flags, watcher, inherited: Inherited { context, actor, scope } } = birth;
         let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
         let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
         let host = self.host(index).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
@@ -479,7 +529,7 @@ impl NodeInner {
             Code::Library => Err(SpawnError::NotRunnable(entry.into())),
             Code::Lua(code) => {
                 let shards = host.shards.get().ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
-                let Placement { group, next_to_parent } = place(host, parent_group, shards.len());
+                let Placement { group, next_to_parent } = place(host, parent_group, burst, shards.len());
                 let shard = &shards[group];
                 let mailbox = shard.new_mailbox();
                 let pid = host.table.insert(group, |_| Slot { mailbox: mailbox.clone(), group: group as u32, watched });
@@ -564,7 +614,7 @@ impl Kernel for NodeInner {
     }
 
     fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
-        let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope } = request;
+        let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope, burst } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
                 let _ = self.push(
@@ -594,7 +644,13 @@ impl Kernel for NodeInner {
                 entry,
                 host,
                 args,
-                Birth { parent: Some(parent), flags, watcher: None, inherited: Inherited { context, actor, scope } },
+                Birth {
+                    parent: Some(parent),
+                    burst,
+                    flags,
+                    watcher: None,
+                    inherited: Inherited { context, actor, scope },
+                },
             )
             .map_err(|e| e.to_string())?;
         if let Some(name) = &name {
@@ -669,5 +725,55 @@ impl Kernel for NodeInner {
             HostKind::Terminal => self.terminal.clone(),
             HostKind::Process => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    /// Places `children` spawned in one step by a process on shard 0 of four, where `waiting`
+    /// gives each shard's queue and the turn of shards to spill to goes 1, 2, 3, 0, 1, ...
+    fn place_burst(children: u32, waiting: [usize; 4]) -> Vec<usize> {
+        let target = BurstTarget::default();
+        let mut turn = 0;
+        (0..children)
+            .map(|burst| {
+                let next_in_turn = || {
+                    turn += 1;
+                    turn % 4
+                };
+                choose_shard(0, burst, |s| waiting[s], next_in_turn, &target).group
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_child_stays_with_its_parent_unless_the_parent_is_busy_and_another_shard_idle() {
+        let cases: [([usize; 4], usize); 4] = [
+            ([0, 0, 0, 0], 0), // parent idle
+            ([3, 0, 0, 0], 1), // parent busy, shard 1 idle
+            ([3, 1, 0, 0], 0), // parent busy, the shard in turn busy too
+            ([0, 1, 1, 1], 0),
+        ];
+        for (waiting, expected) in cases {
+            let placed = choose_shard(0, 0, |s| waiting[s], || 1, &BurstTarget::default());
+            assert_eq!(placed, Placement { group: expected, next_to_parent: expected == 0 }, "waiting {waiting:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_burst_goes_in_blocks_of_consecutive_children() {
+        let n = BURST_BLOCK as usize;
+        // Shards 1-3 idle: past the first block, each block goes whole to the next shard in turn.
+        let placed = place_burst(4 * BURST_BLOCK, [5, 0, 0, 0]);
+        for (b, block) in placed[n..].chunks(n).enumerate() {
+            assert!(block.iter().all(|&s| s == block[0]), "block {b} split: {block:?}");
+        }
+        let firsts: Vec<usize> = placed[n..].chunks(n).map(|block| block[0]).collect();
+        assert_eq!(firsts.len(), 3);
+        assert!(firsts.iter().all(|&s| s != 0), "idle shards take the blocks: {firsts:?}");
+        // Every other shard busy: the whole burst stays with its parent.
+        assert!(place_burst(3 * BURST_BLOCK, [5, 2, 2, 2]).iter().all(|&s| s == 0));
     }
 }
