@@ -16,8 +16,10 @@ use crate::{build_wisp, cores, workspace_root};
 /// Runs per side that each figure is the median of, unless `--runs` or `--quick` says otherwise.
 const DEFAULT_RUNS: usize = 3;
 
-/// The fewest pairs of runs (1 worker, N workers) the scaling figure is the median ratio of.
-const SCALING_MIN_PAIRS: usize = 3;
+/// The fewest pairs of runs (1 worker, N workers) the scaling figure is the median ratio of. A
+/// pair's ratio swings with the machine (1.2-2.3 for the same binary within one run of three
+/// pairs): five make the median steadier for about 15 s more.
+const SCALING_MIN_PAIRS: usize = 5;
 
 const ALL: &[&str] = &["skynet", "spawn", "ring", "pingpong", "counting", "forkjoin", "fairness", "scaling"];
 const PEERS: &[&str] = &["erlang", "go"];
@@ -37,7 +39,7 @@ pub struct BenchArgs {
     #[arg(long)]
     size: Option<u64>,
     /// Runs per side; each figure is the median of them, the sides taking turns (default: 3,
-    /// or 1 with --quick). The scaling figure takes the median of at least 3 pairs.
+    /// or 1 with --quick). The scaling figure takes the median of at least 5 pairs.
     #[arg(long, value_name = "N")]
     runs: Option<usize>,
     /// Small sizes (a hundredth of the defaults) to check that everything runs.
