@@ -1196,12 +1196,12 @@ pub(crate) unsafe fn complete(
             return 1;
         }
         Ok(Ok(Reply::Str(text))) => {
-            ffi::lua_pushlstring(state, text.as_ptr() as *const _, text.len());
+            push_str(state, &text);
             return 1;
         }
         Ok(Ok(Reply::NilErr(err))) => {
             ffi::lua_pushnil(state);
-            ffi::lua_pushlstring(state, err.as_ptr() as *const _, err.len());
+            push_str(state, &err);
             return 2;
         }
         Ok(Err(raise)) => raise,
@@ -1211,7 +1211,7 @@ pub(crate) unsafe fn complete(
     if let Some(level) = caller_level {
         ffi::luaL_where(state, level);
     }
-    ffi::lua_pushlstring(state, raise.as_ptr() as *const _, raise.len());
+    push_str(state, &raise);
     drop(raise);
     if caller_level.is_some() {
         ffi::lua_concat(state, 2);
@@ -1406,9 +1406,7 @@ unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<
         Value::Nil => ffi::lua_pushnil(state),
         Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
         Value::Number(n) => ffi::lua_pushnumber(state, *n),
-        Value::Str(s) => {
-            ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
-        }
+        Value::Str(s) => push_bytes(state, s),
         Value::Table(t) => {
             if ffi::lua_checkstack(state, 3) == 0 {
                 return Err("payload too deep to rebuild".into());
@@ -1422,9 +1420,7 @@ unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<
                 match k {
                     Key::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
                     Key::Number(n) => ffi::lua_pushnumber(state, *n),
-                    Key::Str(s) => {
-                        ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
-                    }
+                    Key::Str(s) => push_bytes(state, s),
                 }
                 push_value(state, v)?;
                 ffi::lua_rawset(state, -3);
@@ -1435,7 +1431,14 @@ unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<
 }
 
 pub(crate) unsafe fn push_str(state: *mut mlua::ffi::lua_State, s: &str) {
-    mlua::ffi::lua_pushlstring(state, s.as_ptr() as *const _, s.len());
+    push_bytes(state, s.as_bytes());
+}
+
+/// Pushes a Lua string with Luau's own `lua_pushlstring`: mlua's wrapper of the same name also
+/// reads the string back (`lua_tostring`) to return a pointer nobody here uses.
+pub(crate) unsafe fn push_bytes(state: *mut mlua::ffi::lua_State, bytes: &[u8]) {
+    // A slice's pointer is never null, even when it is empty.
+    mlua::ffi::lua_pushlstring_(state, bytes.as_ptr() as *const _, bytes.len());
 }
 
 /// Sets `t[key] = <top of stack>` on the table just below the top.
