@@ -51,6 +51,8 @@ pub struct SpawnRequest<'a> {
     /// How many processes the parent spawned before this one in the same step (since it last
     /// waited or was preempted): placement keeps such a burst together in blocks.
     pub burst: u32,
+    /// The group of the shard the parent runs in (`ShardConfig::group`).
+    pub parent_group: u32,
 }
 
 /// A process handed to a shard: its PID, its mailbox (already reachable by senders) and its code.

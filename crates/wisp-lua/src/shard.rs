@@ -61,6 +61,9 @@ const BUILTIN_MODULES: &[&str] = &["time", "io", "ctx", "uuid", "security"];
 pub struct ShardConfig {
     /// The host's name, for log lines.
     pub host: String,
+    /// This shard's place among its host's shards, which the kernel knows its processes by
+    /// (`SpawnRequest::parent_group`).
+    pub group: u32,
     /// Process steps per scheduler slice.
     pub batch: usize,
     /// Wall time after which a slice ends even if steps are left, so a shard full of busy
@@ -80,6 +83,7 @@ impl Default for ShardConfig {
     fn default() -> Self {
         ShardConfig {
             host: "host".into(),
+            group: 0,
             batch: 256,
             slice: Duration::from_micros(500),
             preempt_budget: 10_000,
@@ -782,6 +786,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
                     actor,
                     scope,
                     burst: c.next_in_burst(),
+                    parent_group: c.config.group,
                 };
                 if let Some(opts) = opts {
                     request.name = opts.get("name")?;
@@ -2274,6 +2279,7 @@ unsafe fn spawn_from_stack(
         actor,
         scope,
         burst: core.next_in_burst(),
+        parent_group: core.config.group,
     };
     Ok(match core.kernel.spawn(request) {
         Ok(child) => {

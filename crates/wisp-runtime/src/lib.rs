@@ -356,7 +356,8 @@ impl NodeBuilder {
             let mut shards = Vec::new();
             for _ in 0..def.shards.max(1) {
                 let kernel: Arc<dyn Kernel> = inner.clone();
-                let config = ShardConfig { host: def.name.clone(), ..ShardConfig::default() };
+                let group = shards.len() as u32;
+                let config = ShardConfig { host: def.name.clone(), group, ..ShardConfig::default() };
                 let shard = Shard::new(kernel, host.handle.clone(), timer_handle.clone(), chunks.clone(), config)
                     .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
                 shards.push(shard);
@@ -468,6 +469,8 @@ struct Birth {
     parent: Option<Pid>,
     /// The parent's earlier spawns in the same step (see `SpawnRequest::burst`).
     burst: u32,
+    /// The group the parent runs in, when the spawn says (else the process table is asked).
+    parent_group: Option<u32>,
     flags: wisp_lua::SpawnFlags,
     watcher: Option<mpsc::Sender<ExitResult>>,
     inherited: Inherited,
@@ -512,7 +515,8 @@ impl NodeInner {
     }
 
     fn spawn_with(&self, entry: &str, host_name: &str, args: Vec<Value>, birth: Birth) -> Result<Pid, SpawnError> {
-        let Birth { parent, burst, flags, watcher, inherited: Inherited { context, actor, scope } } = birth;
+        let Birth { parent, burst, parent_group, flags, watcher, inherited: Inherited { context, actor, scope } } =
+            birth;
         let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?;
         let index = *self.host_names.get(host_name).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
         let host = self.host(index).ok_or_else(|| SpawnError::UnknownHost(host_name.into()))?;
@@ -523,7 +527,8 @@ impl NodeInner {
         }
         let links: Vec<Pid> = parent.filter(|_| flags.link).into_iter().collect();
         let monitors: Vec<Pid> = parent.filter(|_| flags.monitor).into_iter().collect();
-        let parent_group = parent.filter(|p| p.host == index).and_then(|p| host.table.with(p, |s| s.group));
+        let parent_group =
+            parent.filter(|p| p.host == index).and_then(|p| parent_group.or_else(|| host.table.with(p, |s| s.group)));
         let watched = watcher.is_some();
         match code {
             Code::Library => Err(SpawnError::NotRunnable(entry.into())),
@@ -614,7 +619,20 @@ impl Kernel for NodeInner {
     }
 
     fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
-        let SpawnRequest { parent, entry, host, args, flags, name, context, messages, actor, scope, burst } = request;
+        let SpawnRequest {
+            parent,
+            entry,
+            host,
+            args,
+            flags,
+            name,
+            context,
+            messages,
+            actor,
+            scope,
+            burst,
+            parent_group,
+        } = request;
         let deliver = |to: Pid| {
             for (topic, payloads) in messages {
                 let _ = self.push(
@@ -647,6 +665,7 @@ impl Kernel for NodeInner {
                 Birth {
                     parent: Some(parent),
                     burst,
+                    parent_group: Some(parent_group),
                     flags,
                     watcher: None,
                     inherited: Inherited { context, actor, scope },
