@@ -411,7 +411,7 @@ fn place(host: &Host, parent_group: Option<u32>, burst: u32, shard_count: usize)
         return Placement { group: next_in_turn(), next_to_parent: false };
     };
     let g = group as usize;
-    let (Some(block_target), true) = (host.burst_targets.get(g), g < shard_count) else {
+    let Some(block_target) = host.burst_targets.get(g).filter(|_| g < shard_count) else {
         return Placement { group: next_in_turn(), next_to_parent: false };
     };
     choose_shard(g, burst, |s| shards[s].ready_len(), next_in_turn, block_target)
