@@ -1,104 +1,292 @@
-//! Preemption of busy processes, like BEAM reductions.
+//! Preemption of busy processes by a watchdog thread, like Go's `sysmon`.
 //!
-//! Luau calls the interrupt at function calls, returns and loop back-edges: several times per
-//! message, so its common path is a thread-local count and nothing else. Every
-//! [`CHECK_EVERY`] interrupts it looks at the running coroutine. A process coroutine carries, as
-//! its thread data, a pointer to its shard's [`Preempt`] counter; other threads (the shard's
-//! main thread, a user's own `coroutine.create`) carry none and are never yielded. When the same
-//! coroutine has been running at the looks spanning `budget` interrupts, it yields with no
-//! values, which the driver reads as "preempted: requeue".
+//! Luau calls the VM's interrupt at function calls, returns and loop back-edges when one is
+//! set, and costs a load and a branch at each of those points when none is. An interrupt set
+//! all the time was about a tenth of the instructions of a counted message, so it is set only
+//! when a step has overrun.
+//!
+//! Protocol:
+//! * The thread running a shard counts its steps ([`Preempt::step`]) and says when a run
+//!   begins and ends. Only that thread writes them.
+//! * The watchdog looks at every running shard once per tick. A shard whose step count has not
+//!   moved since the look before has run one step for at least a tick: the watchdog *arms* its
+//!   VM (sets the interrupt), noting the step it armed for.
+//! * The interrupt runs on the shard's thread. If the shard has moved on to another step since
+//!   (armed late), it disarms and returns. If the running coroutine is a process coroutine
+//!   (its thread data is the shard's [`Preempt`]) outside the runtime's own code, it disarms
+//!   and yields it with no values, which the driver reads as "preempted: requeue". Otherwise
+//!   (the driver, a user's `coroutine.create`, a channel operation of the prelude) it stays
+//!   armed and looks again at the next interrupt point.
+//! * The interrupt slot is the only word the watchdog writes into a VM. A shard forgets its
+//!   slot under [`Preempt::slot`]'s lock before its VM is closed, and the watchdog arms only
+//!   under that lock, so it never writes into a freed VM.
+//! * The watchdog parks while no shard runs; a shard beginning a run unparks it (a store to
+//!   `running`, then a load of `idle`, against a store to `idle`, then a look at every
+//!   `running`: one of the two sides sees the other).
 
-use std::cell::Cell;
 use std::ffi::c_void;
+use std::io;
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
 
 use mlua::ffi;
 
-pub(crate) struct Preempt {
-    last: Cell<*const c_void>,
-    count: Cell<u32>,
-    budget: u32,
-}
+/// The shortest wait between two looks of the watchdog: a busy process is preempted after one
+/// to two ticks once the watchdog has found one (see [`next_tick`]).
+pub const DEFAULT_TICK: Duration = Duration::from_micros(100);
 
-// SAFETY: a Preempt is only touched by the interrupt, which runs on whichever worker thread is
-// running its shard; the scheduler runs a shard on one worker at a time.
-unsafe impl Send for Preempt {}
+/// What the watchdog sees of one shard.
+pub(crate) struct Preempt {
+    /// Steps begun on the shard (wrapping).
+    steps: AtomicU32,
+    /// True while the shard runs.
+    running: AtomicBool,
+    /// The step count the watchdog saw at its last look (only the watchdog writes it).
+    seen: AtomicU32,
+    /// The step the VM was last armed for.
+    armed_for: AtomicU32,
+    /// The address of the VM's interrupt slot (`lua_Callbacks::interrupt`); 0 before the VM is
+    /// built and after it is closed.
+    slot: Mutex<usize>,
+    watchdog: WatchdogHandle,
+}
 
 impl Preempt {
-    pub(crate) fn new(budget: u32) -> Box<Preempt> {
-        Box::new(Preempt { last: Cell::new(std::ptr::null()), count: Cell::new(0), budget })
+    /// A shard's counters, watched by `watchdog` from now on.
+    pub(crate) fn new(watchdog: &WatchdogHandle) -> Arc<Preempt> {
+        let preempt = Arc::new(Preempt {
+            steps: AtomicU32::new(0),
+            running: AtomicBool::new(false),
+            seen: AtomicU32::new(0),
+            armed_for: AtomicU32::new(0),
+            slot: Mutex::new(0),
+            watchdog: watchdog.clone(),
+        });
+        let mut shards = lock(&watchdog.shared.shards);
+        shards.retain(|s| s.strong_count() > 0);
+        shards.push(Arc::downgrade(&preempt));
+        preempt
+    }
+
+    /// Lets the watchdog arm `lua`'s VM.
+    pub(crate) fn watch_vm(&self, lua: &mlua::Lua) -> mlua::Result<()> {
+        let mut slot = 0usize;
+        // SAFETY: takes the address of a field of the VM's callbacks; nothing is pushed.
+        unsafe {
+            lua.exec_raw::<()>((), |state| {
+                slot = std::ptr::addr_of_mut!((*ffi::lua_callbacks(state)).interrupt) as usize;
+            })?;
+        }
+        *lock(&self.slot) = slot;
+        Ok(())
+    }
+
+    /// The VM is about to be closed: the watchdog must not touch it any more.
+    pub(crate) fn forget_vm(&self) {
+        *lock(&self.slot) = 0;
+    }
+
+    /// The shard's thread begins a run.
+    pub(crate) fn begin_run(&self) {
+        self.running.store(true, Ordering::SeqCst);
+        if self.watchdog.shared.idle.load(Ordering::SeqCst) {
+            if let Some(thread) = self.watchdog.shared.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// The shard's thread ends a run.
+    pub(crate) fn end_run(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// The shard's thread begins a step (a process runs). Only that thread writes the count:
+    /// a plain load and store.
+    pub(crate) fn step(&self) {
+        self.steps.store(self.steps.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// The watchdog's look: arms the VM if the shard has been in one step since the last look.
+    fn look(&self) -> Look {
+        let running = self.running.load(Ordering::SeqCst);
+        let steps = self.steps.load(Ordering::Relaxed);
+        let seen = self.seen.swap(steps, Ordering::Relaxed);
+        if !running || steps != seen {
+            return Look { running, armed: false };
+        }
+        let slot = lock(&self.slot);
+        if *slot == 0 {
+            return Look { running, armed: false };
+        }
+        self.armed_for.store(steps, Ordering::Relaxed);
+        // The shard's thread reads the field without synchronisation at every interrupt point;
+        // a word-sized aligned store is seen whole, as either the old or the new value.
+        // SAFETY: `slot` is the address of the VM's interrupt field, an aligned pointer-sized
+        // word; the VM is alive while its address is set (`forget_vm` clears it under this lock).
+        let field = unsafe { AtomicUsize::from_ptr(*slot as *mut usize) };
+        field.store(INTERRUPT as usize, Ordering::Release);
+        Look { running, armed: true }
     }
 }
 
-/// The raw address stored as thread data; `usize` so callbacks holding it stay `Send`.
-#[derive(Clone, Copy)]
-pub(crate) struct PreemptPtr(pub(crate) usize);
+/// What one look at one or all shards found.
+#[derive(Default)]
+struct Look {
+    running: bool,
+    armed: bool,
+}
 
-/// Installs the interrupt on a VM.
-pub(crate) fn install(lua: &mlua::Lua) -> mlua::Result<()> {
-    // SAFETY: sets a plain C callback on the VM's global state; it never calls back into mlua.
-    unsafe {
-        lua.exec_raw::<()>((), |state| {
-            (*ffi::lua_callbacks(state)).interrupt = Some(interrupt);
-        })
+/// Owns the watchdog thread. Dropping it stops the thread.
+pub struct Watchdog {
+    shared: Arc<WatchdogShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What shards keep of the watchdog: where to register and whom to wake.
+#[derive(Clone)]
+pub struct WatchdogHandle {
+    shared: Arc<WatchdogShared>,
+}
+
+struct WatchdogShared {
+    tick: Duration,
+    shards: Mutex<Vec<Weak<Preempt>>>,
+    /// True while the thread parks because no shard runs.
+    idle: AtomicBool,
+    stop: AtomicBool,
+    thread: std::sync::OnceLock<Thread>,
+}
+
+impl Watchdog {
+    /// Starts the thread "wisp-watchdog", looking at running shards every `tick`.
+    pub fn start(tick: Duration) -> io::Result<Watchdog> {
+        let shared = Arc::new(WatchdogShared {
+            tick,
+            shards: Mutex::new(Vec::new()),
+            idle: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let thread = {
+            let shared = shared.clone();
+            thread::Builder::new().name("wisp-watchdog".into()).spawn(move || shared.run())?
+        };
+        let _ = shared.thread.set(thread.thread().clone());
+        Ok(Watchdog { shared, thread: Some(thread) })
     }
+
+    /// A handle for the shards it watches.
+    pub fn handle(&self) -> WatchdogHandle {
+        WatchdogHandle { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl WatchdogShared {
+    fn run(&self) {
+        let mut tick = self.tick;
+        while !self.stop.load(Ordering::SeqCst) {
+            let look = self.look_all();
+            if look.running {
+                tick = next_tick(tick, self.tick, look.armed);
+                thread::sleep(tick);
+                continue;
+            }
+            self.idle.store(true, Ordering::SeqCst);
+            // Looked at again after `idle` is visible: a run that began before it was would
+            // not have unparked this thread.
+            if !self.look_all().running && !self.stop.load(Ordering::SeqCst) {
+                thread::park();
+            }
+            self.idle.store(false, Ordering::SeqCst);
+            tick = self.tick * MAX_TICKS;
+        }
+    }
+
+    /// Looks at every shard.
+    fn look_all(&self) -> Look {
+        let mut all = Look::default();
+        for shard in lock(&self.shards).iter().filter_map(Weak::upgrade) {
+            let look = shard.look();
+            all.running |= look.running;
+            all.armed |= look.armed;
+        }
+        all
+    }
+}
+
+/// The longest wait between two looks, in ticks.
+const MAX_TICKS: u32 = 16;
+
+/// The wait before the next look: one tick after a look that armed a VM (busy processes are
+/// about, and each should be preempted soon after its tick), else twice the last wait, up to
+/// [`MAX_TICKS`]. Like Go's `sysmon`, the watchdog then wakes rarely where nothing overruns:
+/// each wake-up takes a core from a worker for a few microseconds.
+fn next_tick(last: Duration, tick: Duration, armed: bool) -> Duration {
+    if armed {
+        tick
+    } else {
+        (last * 2).min(tick * MAX_TICKS)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Marks the coroutine on top of `state`'s stack as a process coroutine of this shard.
 ///
 /// # Safety
-/// The top of the stack must be a thread, and `ptr` must outlive every thread of the VM.
-pub(crate) unsafe fn mark_top(state: *mut ffi::lua_State, ptr: PreemptPtr) {
+/// The top of the stack must be a thread, and `preempt` must outlive every thread of the VM.
+pub(crate) unsafe fn mark_top(state: *mut ffi::lua_State, preempt: *const Preempt) {
     let thread = ffi::lua_tothread(state, -1);
     if !thread.is_null() {
-        ffi::lua_setthreaddata(thread, ptr.0 as *mut c_void);
+        ffi::lua_setthreaddata(thread, preempt as *mut c_void);
     }
 }
 
-/// Interrupts between two looks at the running coroutine.
-const CHECK_EVERY: u32 = 256;
-
-thread_local! {
-    /// Interrupts on this worker since the last look (shards move between workers; a count that
-    /// carries over from another shard only brings the next look forward).
-    static SINCE_LOOK: Cell<u32> = const { Cell::new(0) };
+/// Clears the interrupt of `state`'s VM (on the VM's own thread).
+unsafe fn disarm(state: *mut ffi::lua_State) {
+    let slot = std::ptr::addr_of_mut!((*ffi::lua_callbacks(state)).interrupt).cast::<usize>();
+    // SAFETY: the field is an aligned pointer-sized word of the live VM; the watchdog's stores
+    // to it are atomic too (see `Preempt::look`).
+    AtomicUsize::from_ptr(slot).store(0, Ordering::Release);
 }
+
+/// The interrupt as the VM's callback slot holds it.
+const INTERRUPT: unsafe extern "C-unwind" fn(*mut ffi::lua_State, c_int) = interrupt;
 
 unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     if gc >= 0 {
-        return;
+        return; // the collector's steps: not a place to yield
     }
-    let since = SINCE_LOOK.get() + 1;
-    if since < CHECK_EVERY {
-        SINCE_LOOK.set(since);
-        return;
-    }
-    SINCE_LOOK.set(0);
     // SAFETY: thread data is either null or a pointer set by `mark_top` to the shard's Preempt,
-    // which lives as long as the VM (the shard drops its VM first).
-    let data = ffi::lua_getthreaddata(state) as *const Preempt;
-    if data.is_null() {
-        return;
-    }
-    let preempt = &*data;
-    let me = state as *const c_void;
-    if preempt.last.get() != me {
-        preempt.last.set(me);
-        preempt.count.set(0);
-        return;
-    }
-    let count = preempt.count.get() + CHECK_EVERY;
-    if count < preempt.budget {
-        preempt.count.set(count);
+    // which lives as long as the VM (the shard's Core holds it, and outlives the VM).
+    let Some(preempt) = (ffi::lua_getthreaddata(state) as *const Preempt).as_ref() else {
+        return; // not a process coroutine: look again at the next interrupt point
+    };
+    if preempt.armed_for.load(Ordering::Relaxed) != preempt.steps.load(Ordering::Relaxed) {
+        disarm(state); // the step it was armed for is over
         return;
     }
     if in_runtime_code(state) {
-        // Channel operations in the prelude must not be split by a preemption: try again at
-        // the next look.
-        preempt.count.set(preempt.budget.saturating_sub(1));
+        // Channel operations in the prelude must not be split by a preemption.
         return;
     }
-    preempt.count.set(0);
+    disarm(state);
     if ffi::lua_isyieldable(state) != 0 {
         ffi::lua_yield(state, 0);
     }
@@ -116,4 +304,74 @@ unsafe fn in_runtime_code(state: *mut ffi::lua_State) -> bool {
         return false;
     }
     std::ffi::CStr::from_ptr(ar.source).to_bytes() == RUNTIME_CHUNK.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_wait_between_looks_shrinks_after_an_arming_and_doubles_up_to_its_limit() {
+        let tick = Duration::from_micros(100);
+        let cases = [
+            (tick * 16, true, tick),
+            (tick, true, tick),
+            (tick, false, tick * 2),
+            (tick * 8, false, tick * 16),
+            (tick * 16, false, tick * 16),
+        ];
+        for (last, armed, expected) in cases {
+            assert_eq!(next_tick(last, tick, armed), expected, "after {last:?}, armed: {armed}");
+        }
+    }
+
+    /// Waits until `slot` holds the interrupt, or the timeout.
+    fn armed_within_timeout(slot: &AtomicUsize) -> bool {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if slot.load(Ordering::Acquire) == INTERRUPT as usize {
+                return true;
+            }
+            thread::yield_now();
+        }
+        false
+    }
+
+    #[test]
+    fn a_step_that_outlasts_a_look_gets_the_interrupt_for_that_step() {
+        let watchdog = Watchdog::start(Duration::from_micros(100)).expect("the watchdog starts");
+        let preempt = Preempt::new(&watchdog.handle());
+        // Stands in for a VM's interrupt slot.
+        let slot = AtomicUsize::new(0);
+        *lock(&preempt.slot) = slot.as_ptr() as usize;
+        preempt.begin_run();
+        preempt.step();
+        preempt.step();
+        assert!(armed_within_timeout(&slot), "a running step is armed");
+        assert_eq!(preempt.armed_for.load(Ordering::Relaxed), 2, "armed for the step that runs");
+        preempt.end_run();
+        preempt.forget_vm();
+    }
+
+    #[test]
+    fn a_shard_that_begins_a_run_wakes_a_parked_watchdog() {
+        let watchdog = Watchdog::start(Duration::from_micros(100)).expect("the watchdog starts");
+        let preempt = Preempt::new(&watchdog.handle());
+        let slot = AtomicUsize::new(0);
+        *lock(&preempt.slot) = slot.as_ptr() as usize;
+        // Nothing runs: the watchdog parks.
+        let deadline = Instant::now() + TIMEOUT;
+        while !watchdog.shared.idle.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        assert!(watchdog.shared.idle.load(Ordering::SeqCst), "the watchdog parks while nothing runs");
+        preempt.begin_run();
+        preempt.step();
+        assert!(armed_within_timeout(&slot), "the woken watchdog arms the long step");
+        preempt.end_run();
+        preempt.forget_vm();
+    }
 }

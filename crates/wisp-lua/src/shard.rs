@@ -34,7 +34,7 @@ use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
 
 use crate::convert::{lua_to_value, value_to_lua};
 use crate::kernel::{Admission, Dest, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest};
-use crate::preempt::{self, Preempt, PreemptPtr};
+use crate::preempt::{self, Preempt, WatchdogHandle};
 use crate::{ChunkCache, LuaCode};
 
 const PRELUDE: &str = include_str!("prelude.luau");
@@ -69,8 +69,6 @@ pub struct ShardConfig {
     /// Wall time after which a slice ends even if steps are left, so a shard full of busy
     /// processes hands its worker to other shards at least this often.
     pub slice: Duration,
-    /// Interrupts a coroutine may run before it is preempted.
-    pub preempt_budget: u32,
     /// The VM's collector: heap size that starts a cycle, as a percentage of the live heap after
     /// the last one (Luau's `LUA_GCSETGOAL`), collector work per unit allocated (percent), and
     /// the size of one step in KB.
@@ -86,7 +84,6 @@ impl Default for ShardConfig {
             group: 0,
             batch: 256,
             slice: Duration::from_micros(500),
-            preempt_budget: 10_000,
             // Luau's defaults (200%, 200%, 1 KB) suit a game script's small heap; a shard's heap
             // holds thousands of processes, and marking it twice as often cost spawns about a
             // tenth of their time for a fifth less peak memory.
@@ -144,6 +141,8 @@ pub(crate) struct Core {
     /// across a host's process table, the table was a hash that Luau rebuilt every few dozen
     /// processes; dense slots keep it an array.
     record_slots: RunState<Slab<u32>>,
+    /// What the watchdog sees of this shard; process coroutines point at it (thread data).
+    preempt: Arc<Preempt>,
 }
 
 /// The shard's processes by mailbox token. Tokens are dense and reused (see [`Tokens`]), so
@@ -205,14 +204,20 @@ impl Tokens {
     }
 }
 
-// Field order matters: handles into the VM drop before the VM, the VM before the counter
-// its threads point at.
+// Field order matters: handles into the VM drop before the VM.
 struct Vm {
     drive: Function,
     _lua: Lua,
-    _preempt: Box<Preempt>,
-    /// Raw callbacks point at the Core: it must outlive the VM.
-    _core: Arc<Core>,
+    /// Raw callbacks and process coroutines point at the Core and its `preempt`: it must
+    /// outlive the VM.
+    core: Arc<Core>,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // Before the fields: the watchdog must not arm a VM being closed.
+        self.core.preempt.forget_vm();
+    }
 }
 
 /// An entry's chunk in `R.next`'s chunk table: the function at `slot`, its method name at
@@ -440,6 +445,7 @@ impl Shard {
         kernel: Arc<dyn Kernel>,
         pool: Handle,
         timers: TimerHandle,
+        watchdog: &WatchdogHandle,
         chunks: Arc<ChunkCache>,
         config: ShardConfig,
     ) -> mlua::Result<Arc<Shard>> {
@@ -466,6 +472,7 @@ impl Shard {
             pooled_threads: AtomicU32::new(0),
             last_dest: RunState::new(None),
             record_slots: RunState::new(Slab::new()),
+            preempt: Preempt::new(watchdog),
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -530,6 +537,7 @@ impl Task for Shard {
     fn run(self: Arc<Self>) {
         let core = &self.core;
         core.sched.begin_run();
+        core.preempt.begin_run();
         core.steps_left.store(core.config.batch, Ordering::Relaxed);
         *lock(&core.deadline) = Instant::now() + core.config.slice;
         {
@@ -547,6 +555,7 @@ impl Task for Shard {
                 }
             }
         }
+        core.preempt.end_run();
         let more = !core.ready.lock().is_empty() || !lock(&core.admits).is_empty();
         if core.sched.end_run(more) {
             // A full batch used the slice: go behind others so busy shards cannot starve them.
@@ -615,10 +624,8 @@ impl Wake for Core {
 
 fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let lua = Lua::new();
-    let preempt = Preempt::new(core.config.preempt_budget);
-    let preempt_ptr = PreemptPtr(&*preempt as *const Preempt as usize);
     let r = lua.create_table()?;
-    register_callbacks(&lua, &r, core, preempt_ptr)?;
+    register_callbacks(&lua, &r, core)?;
     // Builtins are never replaced, so calls like `type` and `setmetatable` may take Luau's fast
     // paths (they are only taken in a "safeenv" environment).
     lua.globals().set_safeenv(true);
@@ -650,7 +657,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     lua.sandbox(true)?;
     env_mt.set_readonly(true);
-    preempt::install(&lua)?;
+    core.preempt.watch_vm(&lua)?;
     let config = &core.config;
     lua.gc_set_mode(mlua::prelude::LuaGcMode::Incremental(
         mlua::prelude::LuaGcIncParams::default()
@@ -664,7 +671,8 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let procs: Table = prelude.get("procs")?;
     let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
-    let preempt_handle = LuaValue::LightUserData(mlua::LightUserData(preempt_ptr.0 as *mut std::ffi::c_void));
+    let preempt_handle =
+        LuaValue::LightUserData(mlua::LightUserData(Arc::as_ptr(&core.preempt) as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
     let next_upvalues = vec![
         LuaValue::Function(body),
@@ -676,7 +684,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(record_template(&lua)?),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
-    Ok(Vm { drive, _lua: lua, _preempt: preempt, _core: core.clone() })
+    Ok(Vm { drive, _lua: lua, core: core.clone() })
 }
 
 /// A process record's fixed fields, its first array slots (keep in sync with the prelude's
@@ -741,7 +749,7 @@ fn parse_delay(value: &LuaValue) -> mlua::Result<Duration> {
     Ok(Duration::from_nanos(nanos as u64))
 }
 
-fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: PreemptPtr) -> mlua::Result<()> {
+fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()> {
     // `send` is the hottest callback: a plain C function, not an mlua closure (see `raw_send`).
     r.set("send", raw_callback(lua, core, raw_send, c"send", Vec::new())?)?;
     r.set("self", raw_callback(lua, core, raw_self, c"self", Vec::new())?)?;
@@ -1065,7 +1073,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>, preempt_ptr: Preem
         lua.create_function(move |lua, (token, co): (u32, Thread)| {
             with_proc(&c, token, |p| p.multi = true)?;
             // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
-            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_top(state, preempt_ptr)) }
+            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_top(state, Arc::as_ptr(&c.preempt))) }
         })?,
     )?;
 
@@ -1707,6 +1715,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         };
         core.current.store(token, Ordering::Relaxed);
         core.spawned_in_step.store(0, Ordering::Relaxed);
+        core.preempt.step();
         if p.init.is_some() {
             drop(procs);
             match start_process(state, core, token)? {

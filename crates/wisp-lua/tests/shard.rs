@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use wisp_core::{Envelope, ExitResult, HostIndex, Message, Pid, Signal, Value};
 use wisp_lua::{
-    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest,
+    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest, Watchdog,
+    DEFAULT_PREEMPT_TICK,
 };
 use wisp_mailbox::Mailbox;
 use wisp_scheduler::{Pool, PoolConfig, Timers};
@@ -126,6 +127,7 @@ fn code(entry: &str, source: &str) -> (String, Arc<LuaCode>) {
 fn run(sources: &[(&str, &str)], args: Vec<Value>) -> (ExitResult, Vec<String>) {
     let pool = Pool::new(PoolConfig { name: "shard-test".into(), workers: 1 });
     let timers = Timers::new();
+    let watchdog = Watchdog::start(DEFAULT_PREEMPT_TICK).expect("the watchdog starts");
     let (tx, rx) = mpsc::channel();
     let kernel = Arc::new(FakeKernel {
         shard: OnceLock::new(),
@@ -136,9 +138,15 @@ fn run(sources: &[(&str, &str)], args: Vec<Value>) -> (ExitResult, Vec<String>) 
         printed: Mutex::new(Vec::new()),
     });
     let as_kernel: Arc<dyn Kernel> = kernel.clone();
-    let shard =
-        Shard::new(as_kernel, pool.handle(), timers.handle(), Arc::new(ChunkCache::new()), ShardConfig::default())
-            .expect("a shard starts");
+    let shard = Shard::new(
+        as_kernel,
+        pool.handle(),
+        timers.handle(),
+        &watchdog.handle(),
+        Arc::new(ChunkCache::new()),
+        ShardConfig::default(),
+    )
+    .expect("a shard starts");
     let _ = kernel.shard.set(shard.clone());
     let main = kernel.start("main", args, Vec::new(), Vec::new()).expect("main starts");
     let result = loop {

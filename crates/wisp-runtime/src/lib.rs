@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Payloads, Pid, Signal, Value};
 use wisp_lua::{
-    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest,
+    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest, Watchdog,
 };
 use wisp_mailbox::Mailbox;
 use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
@@ -97,6 +97,8 @@ struct NodeInner {
     code: FxHashMap<String, Code>,
     names: NameRegistry,
     timers: Mutex<Option<Timers>>,
+    /// Preempts busy Lua processes of every host (stopped at shutdown).
+    watchdog: Mutex<Option<Watchdog>>,
     watchers: Mutex<FxHashMap<Pid, mpsc::Sender<ExitResult>>>,
     terminal: Option<Arc<dyn TerminalIo>>,
     me: OnceLock<std::sync::Weak<NodeInner>>,
@@ -219,6 +221,7 @@ impl Node {
         if let Some(timers) = timers {
             timers.shutdown();
         }
+        drop(inner.watchdog.lock().ok().and_then(|mut w| w.take()));
     }
 }
 
@@ -321,6 +324,9 @@ impl NodeBuilder {
         }
         let timers = Timers::new();
         let timer_handle = timers.handle();
+        let watchdog = Watchdog::start(wisp_lua::DEFAULT_PREEMPT_TICK)
+            .map_err(|e| BuildError::Host { host: "watchdog".into(), message: e.to_string() })?;
+        let watchdog_handle = watchdog.handle();
         let mut hosts = Vec::new();
         let mut host_names = FxHashMap::default();
         for (i, def) in defs.iter().enumerate() {
@@ -346,6 +352,7 @@ impl NodeBuilder {
             code,
             names: NameRegistry::new(),
             timers: Mutex::new(Some(timers)),
+            watchdog: Mutex::new(Some(watchdog)),
             watchers: Mutex::new(FxHashMap::default()),
             terminal: self.terminal,
             me: OnceLock::new(),
@@ -358,8 +365,15 @@ impl NodeBuilder {
                 let kernel: Arc<dyn Kernel> = inner.clone();
                 let group = shards.len() as u32;
                 let config = ShardConfig { host: def.name.clone(), group, ..ShardConfig::default() };
-                let shard = Shard::new(kernel, host.handle.clone(), timer_handle.clone(), chunks.clone(), config)
-                    .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
+                let shard = Shard::new(
+                    kernel,
+                    host.handle.clone(),
+                    timer_handle.clone(),
+                    &watchdog_handle,
+                    chunks.clone(),
+                    config,
+                )
+                .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
                 shards.push(shard);
             }
             let _ = host.shards.set(shards);
