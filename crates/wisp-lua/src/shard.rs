@@ -558,8 +558,9 @@ impl Task for Shard {
         core.preempt.end_run();
         let more = !core.ready.lock().is_empty() || !lock(&core.admits).is_empty();
         if core.sched.end_run(more) {
-            // A full batch used the slice: go behind others so busy shards cannot starve them.
-            core.pool.schedule_global(self.clone());
+            // A full batch used the slice: go behind others so busy shards cannot starve them
+            // (or stay on this worker when none wait).
+            core.pool.schedule_yielded(self.clone());
         }
     }
 }

@@ -207,7 +207,7 @@ impl Task for NativeTask {
             }
         }
         if self.sched.end_run(more) {
-            self.pool.clone().schedule_global(self.clone());
+            self.pool.clone().schedule_yielded(self.clone());
         }
     }
 }

@@ -6,8 +6,9 @@
 //! global [`Injector`]. [`Handle::schedule`] called on a worker thread of the same
 //! pool pushes to that worker's local queue (the task's data is likely hot in that
 //! core's cache); from any other thread it pushes to the injector.
-//! [`Handle::schedule_global`] always uses the injector, so a task that yields
-//! after a long slice goes behind everything already waiting.
+//! [`Handle::schedule_global`] always uses the injector; [`Handle::schedule_yielded`],
+//! for a task that yields after a long slice, uses it too unless nothing waits, so such a
+//! task goes behind everything already waiting, and stays on its core when nothing does.
 //!
 //! A worker looks for its next task in this order:
 //!
@@ -236,6 +237,26 @@ impl Handle {
     pub fn schedule_global(&self, task: Arc<dyn Task>) {
         if self.shared.is_shut_down() {
             return;
+        }
+        self.shared.injector.push(task);
+        self.shared.wake_one();
+    }
+
+    /// Queue a task that has used up its slice: behind every task already waiting (on the
+    /// global injector, like [`Handle::schedule_global`]); but when nothing waits, neither in
+    /// this worker's queues nor in the injector, straight back into this worker's LIFO slot.
+    /// Going through the injector then would only wake a parked worker to steal the task, and
+    /// a busy task would hop to the other core (its cache cold) at every slice.
+    pub fn schedule_yielded(&self, task: Arc<dyn Task>) {
+        if self.shared.is_shut_down() {
+            return;
+        }
+        if let Some(worker) = self.current_worker() {
+            let mut lifo = worker.lifo.borrow_mut();
+            if lifo.is_none() && !self.shared.others_waiting(&worker.local) {
+                *lifo = Some(task);
+                return;
+            }
         }
         self.shared.injector.push(task);
         self.shared.wake_one();
@@ -649,6 +670,81 @@ mod tests {
         finished.recv_timeout(TIMEOUT).expect("chain did not finish");
         assert!(chain.on_worker.load(Ordering::SeqCst));
         assert_eq!(chain.remaining.load(Ordering::SeqCst), 0);
+    }
+
+    /// Yields its slice until `remaining` runs are done (`schedule_yielded`), reporting its
+    /// thread each run; on its first run it queues `first_behind` on the injector.
+    struct Yielder {
+        handle: Handle,
+        remaining: Arc<AtomicUsize>,
+        first_behind: Mutex<Option<Arc<dyn Task>>>,
+        ran_on: Mutex<mpsc::Sender<thread::ThreadId>>,
+    }
+
+    impl Task for Yielder {
+        fn run(self: Arc<Self>) {
+            if let Some(other) = self.first_behind.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                self.handle.schedule_global(other);
+            }
+            let _ = self.ran_on.lock().unwrap_or_else(PoisonError::into_inner).send(thread::current().id());
+            if self.remaining.fetch_sub(1, Ordering::SeqCst) > 1 {
+                let handle = self.handle.clone();
+                handle.schedule_yielded(self);
+            }
+        }
+    }
+
+    /// Reports the runs a yielder has left when it runs.
+    struct Probe {
+        remaining: Arc<AtomicUsize>,
+        seen: Mutex<mpsc::Sender<usize>>,
+    }
+
+    impl Task for Probe {
+        fn run(self: Arc<Self>) {
+            let _ =
+                self.seen.lock().unwrap_or_else(PoisonError::into_inner).send(self.remaining.load(Ordering::SeqCst));
+        }
+    }
+
+    #[test]
+    fn a_yielding_task_with_nothing_else_waiting_stays_on_its_worker() {
+        let pool = pool(2);
+        let (ran_on, threads) = mpsc::channel();
+        let task = Arc::new(Yielder {
+            handle: pool.handle(),
+            remaining: Arc::new(AtomicUsize::new(200)),
+            first_behind: Mutex::new(None),
+            ran_on: Mutex::new(ran_on),
+        });
+        pool.handle().schedule(task);
+        let first = threads.recv_timeout(TIMEOUT).expect("the task runs");
+        for run in 1..200 {
+            let next = threads.recv_timeout(TIMEOUT).expect("the task runs again");
+            assert_eq!(next, first, "run {run} moved to another worker");
+        }
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_yielding_task_goes_behind_a_waiting_one() {
+        let pool = pool(1);
+        let remaining = Arc::new(AtomicUsize::new(3));
+        let (seen, probed) = mpsc::channel();
+        let probe = Arc::new(Probe { remaining: remaining.clone(), seen: Mutex::new(seen) });
+        let (ran_on, threads) = mpsc::channel();
+        let task = Arc::new(Yielder {
+            handle: pool.handle(),
+            remaining,
+            first_behind: Mutex::new(Some(probe)),
+            ran_on: Mutex::new(ran_on),
+        });
+        pool.handle().schedule(task);
+        assert_eq!(probed.recv_timeout(TIMEOUT), Ok(2), "the waiting task ran after one run of the yielder");
+        for _ in 0..3 {
+            threads.recv_timeout(TIMEOUT).expect("the yielder runs all its runs");
+        }
+        pool.shutdown();
     }
 
     #[test]
