@@ -225,6 +225,16 @@ impl Drop for Vm {
 struct LoadedChunk {
     source: Arc<str>,
     slot: mlua::ffi::lua_Integer,
+    /// Whether its processes need a global table of their own (`ChunkCache::needs_own_globals`).
+    own_globals: bool,
+}
+
+/// An entry's chunk on top of the stack: where it sits in `R.next`'s chunk table, and whether
+/// its processes need a global table of their own.
+#[derive(Clone, Copy)]
+struct PushedChunk {
+    slot: mlua::ffi::lua_Integer,
+    own_globals: bool,
 }
 
 /// The Rust side of one process of this shard.
@@ -1988,9 +1998,9 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         let Some(args) = p.init.take() else {
             return Ok(None);
         };
-        push_chunk(state, core, &p.code).map(|slot| (slot, args))
+        push_chunk(state, core, &p.code).map(|chunk| (chunk, args))
     };
-    let (slot, args) = match loaded {
+    let (pushed, args) = match loaded {
         Ok(loaded) => loaded,
         Err(load_error) => {
             if let Some(p) = core.procs.borrow_mut().remove(&token) {
@@ -2000,16 +2010,23 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         }
     };
     let chunk = base + 1;
-    // The coroutine (a pooled one if any), with a fresh global table reading through to the
-    // shard's globals.
     let co = take_pooled_thread(state, core).unwrap_or_else(|| ffi::lua_newthread(state));
     if ffi::lua_checkstack(co, 4) == 0 {
         return Err("out of Lua stack".into());
     }
-    ffi::lua_createtable(state, 0, 0);
-    ffi::lua_pushvalue(state, next_slot(NEXT_ENV_MT));
-    ffi::lua_setmetatable(state, -2);
-    ffi::lua_setsafeenv(state, -1, 1);
+    if pushed.own_globals {
+        // A global table of its own, reading through to the shard's globals.
+        ffi::lua_createtable(state, 0, 0);
+        ffi::lua_pushvalue(state, next_slot(NEXT_ENV_MT));
+        ffi::lua_setmetatable(state, -2);
+        ffi::lua_setsafeenv(state, -1, 1);
+    } else {
+        // Code that never assigns a global reads the shard's (read-only) globals directly: no
+        // table, no clone of the chunk, and its functions without upvalues are shared
+        // (`DUPCLOSURE` reuses a closure whose environment matches). A pooled thread may
+        // still hold the table of the process before.
+        ffi::lua_pushvalue(state, ffi::LUA_GLOBALSINDEX);
+    }
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
     ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, next_slot(NEXT_PREEMPT)));
@@ -2034,9 +2051,12 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     ffi::lua_xmove(state, co, 1);
     ffi::lua_pushvalue(state, chunk);
     ffi::lua_xmove(state, co, 1);
-    ffi::lua_clonefunction(co, -1);
-    ffi::lua_remove(co, -2);
-    ffi::lua_rawgeti(state, next_slot(NEXT_CHUNKS), slot + 1);
+    if pushed.own_globals {
+        // Cloned on the coroutine: the clone's environment is the coroutine's global table.
+        ffi::lua_clonefunction(co, -1);
+        ffi::lua_remove(co, -2);
+    }
+    ffi::lua_rawgeti(state, next_slot(NEXT_CHUNKS), pushed.slot + 1);
     ffi::lua_xmove(state, co, 1);
     if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
         p.main = co as usize;
@@ -2187,24 +2207,18 @@ unsafe fn hand_to_driver(
 
 /// Pushes the entry's compiled chunk, loading it on first use (or when its source changed);
 /// returns its slot in the chunk table.
-unsafe fn push_chunk(
-    state: *mut mlua::ffi::lua_State,
-    core: &Core,
-    code: &LuaCode,
-) -> Result<mlua::ffi::lua_Integer, String> {
+unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCode) -> Result<PushedChunk, String> {
     use mlua::ffi;
     let chunks = next_slot(NEXT_CHUNKS);
-    let known = core
-        .raw_loaded
-        .borrow_mut()
-        .get(code.entry.as_str())
-        .map(|loaded| (Arc::ptr_eq(&loaded.source, &code.source), loaded.slot));
+    let known = core.raw_loaded.borrow_mut().get(code.entry.as_str()).map(|loaded| {
+        (Arc::ptr_eq(&loaded.source, &code.source), PushedChunk { slot: loaded.slot, own_globals: loaded.own_globals })
+    });
     let slot = match known {
-        Some((true, slot)) => {
-            ffi::lua_rawgeti(state, chunks, slot);
-            return Ok(slot);
+        Some((true, pushed)) => {
+            ffi::lua_rawgeti(state, chunks, pushed.slot);
+            return Ok(pushed);
         }
-        Some((false, slot)) => slot,
+        Some((false, pushed)) => pushed.slot,
         None => 1 + 2 * core.raw_loaded.borrow_mut().len() as ffi::lua_Integer,
     };
     let bytecode = core.chunks.bytecode(&code.source);
@@ -2218,8 +2232,11 @@ unsafe fn push_chunk(
     ffi::lua_rawseti(state, chunks, slot);
     push_str(state, &code.method);
     ffi::lua_rawseti(state, chunks, slot + 1);
-    core.raw_loaded.borrow_mut().insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot });
-    Ok(slot)
+    let own_globals = core.chunks.needs_own_globals(code);
+    core.raw_loaded
+        .borrow_mut()
+        .insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot, own_globals });
+    Ok(PushedChunk { slot, own_globals })
 }
 
 /// `process.spawn*(entry, host, ...)` as a raw C function; upvalues: the spawn flags (1 monitor,

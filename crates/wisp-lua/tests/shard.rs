@@ -125,13 +125,30 @@ fn code(entry: &str, source: &str) -> (String, Arc<LuaCode>) {
 
 /// Runs `main` of `sources` on one shard and returns how the first process ended.
 fn run(sources: &[(&str, &str)], args: Vec<Value>) -> (ExitResult, Vec<String>) {
+    run_with_imports(sources, &[], args)
+}
+
+/// Like [`run`], where each `(entry, alias, library)` lets `entry` `require(alias)` the
+/// entry `library` of `sources`.
+fn run_with_imports(
+    sources: &[(&str, &str)],
+    imports: &[(&str, &str, &str)],
+    args: Vec<Value>,
+) -> (ExitResult, Vec<String>) {
+    let mut codes: HashMap<String, Arc<LuaCode>> = sources.iter().map(|(e, s)| code(e, s)).collect();
+    for (entry, alias, library) in imports {
+        let library = codes[*library].clone();
+        let mut with_import = LuaCode::clone(&codes[*entry]);
+        with_import.imports.insert(alias.to_string(), library);
+        codes.insert(entry.to_string(), Arc::new(with_import));
+    }
     let pool = Pool::new(PoolConfig { name: "shard-test".into(), workers: 1 });
     let timers = Timers::new();
     let watchdog = Watchdog::start(DEFAULT_PREEMPT_TICK).expect("the watchdog starts");
     let (tx, rx) = mpsc::channel();
     let kernel = Arc::new(FakeKernel {
         shard: OnceLock::new(),
-        code: sources.iter().map(|(e, s)| code(e, s)).collect(),
+        code: codes,
         table: Mutex::new(HashMap::new()),
         next_slot: Mutex::new(0),
         exits: Mutex::new(tx),
@@ -224,4 +241,41 @@ fn timers_wake_a_sleeping_process() {
         Vec::new(),
     );
     assert_eq!(result, ExitResult::Value(Value::Bool(true)));
+}
+
+#[test]
+fn a_library_required_by_code_that_assigns_no_global_sees_no_other_process_global() {
+    let (result, _) = run_with_imports(
+        &[
+            (
+                "main",
+                r#"return { main = function()
+                    local seen = {}
+                    -- A writer, then a reader, each started after the one before ended, so the
+                    -- reader runs on the writer's pooled thread.
+                    for i = 1, 3 do
+                        for _, entry in ipairs({ "writer", "reader" }) do
+                            process.spawn_monitored(entry, "fake", process.pid())
+                            local exit = process.events():receive()
+                            assert(exit.kind == process.event.EXIT, tostring(exit.kind))
+                            assert(exit.result.error == nil, tostring(exit.result.error))
+                        end
+                        seen[i] = process.inbox():receive():payload():data()
+                    end
+                    return table.concat(seen, ",")
+                end }"#,
+            ),
+            ("writer", r#"return { main = function() leaked_global = "leaked" end }"#),
+            (
+                "reader",
+                r#"return { main = function(parent)
+                    process.send(parent, "seen", require("lib").read())
+                end }"#,
+            ),
+            ("lib", r#"return { read = function() return tostring(leaked_global) end }"#),
+        ],
+        &[("reader", "lib", "lib")],
+        Vec::new(),
+    );
+    assert_eq!(result, ExitResult::Value(Value::str("nil,nil,nil")));
 }

@@ -1631,6 +1631,35 @@ return { main = main }
 "#;
 }
 
+/// Assigns no global: its processes read the shard's globals directly, with no table of their own.
+const GLOBALS_READER: &str = r#"
+local function main()
+	return leaked_global == nil and type(string.format) == "function"
+end
+return { main = main }
+"#;
+
+#[test]
+fn code_that_assigns_no_global_never_sees_another_process_global() {
+    let case = r#"
+local function main()
+	-- Writers and readers in turn, each started after the one before ended: they run on
+	-- reused threads.
+	for i = 1, 100 do
+		local v, err = process.exec("app:helpers", "app:processes", "fresh_globals")
+		assert(v == "fresh", "writer " .. i .. ": " .. tostring(err))
+		local seen, err2 = process.exec("app:reader", "app:processes")
+		assert(seen == true, "reader " .. i .. ": " .. tostring(seen) .. " " .. tostring(err2))
+	end
+	return "ok"
+end
+return { main = main }
+"#;
+    let files: &[(&str, &str)] =
+        &[("case.lua", case), ("helpers.lua", SEMANTICS_HELPERS), ("reader.lua", GLOBALS_READER)];
+    check("code_that_assigns_no_global_never_sees_another_process_global", run_app(files, no_args()), &ok());
+}
+
 semantics_rows! {
     argument_errors_name_the_calling_line: r#"
 local time = require("time")
