@@ -4,6 +4,7 @@
 //!   optionally beside the Erlang and Go peers, and writes the table to docs/benchmarks.md.
 //! - `stress`: heavier correctness runs through the `wisp` binary; non-zero exit on any failure.
 //! - `tidy`: source hygiene checks.
+//! - `loom`: model-checks the lock-free handshakes (mailbox, schedule state, watchdog) with loom.
 
 mod bench;
 mod proc;
@@ -31,6 +32,8 @@ enum Cmd {
     Stress(stress::StressArgs),
     /// Check SAFETY comments on unsafe code and required docs.
     Tidy,
+    /// Model-check the lock-free handshakes with loom (a build of its own, in target/loom).
+    Loom,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Stress(args) => stress::run(args),
         Cmd::Tidy => tidy::run(),
+        Cmd::Loom => loom(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +78,28 @@ pub fn build_wisp() -> Result<PathBuf> {
         bail!("{} not found after the build", bin.display());
     }
     Ok(bin)
+}
+
+/// Crates whose lock-free parts have loom models (`mod loom_tests`, built with `--cfg loom`).
+const LOOM_CRATES: &[&str] = &["wisp-mailbox", "wisp-scheduler", "wisp-lua"];
+
+/// Runs the loom models: the crates' `loom` tests built with `--cfg loom`, in a target directory
+/// of their own so the regular build is not invalidated.
+fn loom() -> Result<()> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["test", "--release", "--lib"]);
+    for krate in LOOM_CRATES {
+        command.args(["-p", krate]);
+    }
+    command.arg("loom").env("RUSTFLAGS", "--cfg loom").env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+    eprintln!("xtask: RUSTFLAGS=\"--cfg loom\" cargo test --release --lib -p {} loom", LOOM_CRATES.join(" -p "));
+    let status = command.current_dir(&root).status().context("running cargo test")?;
+    if !status.success() {
+        bail!("loom models failed ({status})");
+    }
+    Ok(())
 }
 
 /// Number of online CPUs.

@@ -21,13 +21,20 @@
 //!   slot under [`Preempt::slot`]'s lock before its VM is closed, and the watchdog arms only
 //!   under that lock, so it never writes into a freed VM.
 //! * The watchdog parks while no shard runs; a shard beginning a run unparks it (a store to
-//!   `running`, then a load of `idle`, against a store to `idle`, then a look at every
-//!   `running`: one of the two sides sees the other).
+//!   `running`, a `SeqCst` fence, then a load of `idle`, against a store to `idle`, a fence,
+//!   then a look at every `running`: one of the two sides sees the other; model-checked with
+//!   loom).
 
 use std::ffi::c_void;
 use std::io;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+// The flags of the run/sleep handshake, model-checked with loom (see `loom_tests`).
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicBool as HandshakeFlag};
+#[cfg(not(loom))]
+use std::sync::atomic::{fence, AtomicBool as HandshakeFlag};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
@@ -43,7 +50,7 @@ pub(crate) struct Preempt {
     /// Steps begun on the shard (wrapping).
     steps: AtomicU32,
     /// True while the shard runs.
-    running: AtomicBool,
+    running: HandshakeFlag,
     /// The step count the watchdog saw at its last look (only the watchdog writes it).
     seen: AtomicU32,
     /// The step the VM was last armed for.
@@ -59,7 +66,7 @@ impl Preempt {
     pub(crate) fn new(watchdog: &WatchdogHandle) -> Arc<Preempt> {
         let preempt = Arc::new(Preempt {
             steps: AtomicU32::new(0),
-            running: AtomicBool::new(false),
+            running: HandshakeFlag::new(false),
             seen: AtomicU32::new(0),
             armed_for: AtomicU32::new(0),
             slot: Mutex::new(0),
@@ -91,8 +98,7 @@ impl Preempt {
 
     /// The shard's thread begins a run.
     pub(crate) fn begin_run(&self) {
-        self.running.store(true, Ordering::SeqCst);
-        if self.watchdog.shared.idle.load(Ordering::SeqCst) {
+        if run_begins(&self.running, &self.watchdog.shared.idle) {
             if let Some(thread) = self.watchdog.shared.thread.get() {
                 thread.unpark();
             }
@@ -156,7 +162,7 @@ struct WatchdogShared {
     tick: Duration,
     shards: Mutex<Vec<Weak<Preempt>>>,
     /// True while the thread parks because no shard runs.
-    idle: AtomicBool,
+    idle: HandshakeFlag,
     stop: AtomicBool,
     thread: std::sync::OnceLock<Thread>,
 }
@@ -167,7 +173,7 @@ impl Watchdog {
         let shared = Arc::new(WatchdogShared {
             tick,
             shards: Mutex::new(Vec::new()),
-            idle: AtomicBool::new(false),
+            idle: HandshakeFlag::new(false),
             stop: AtomicBool::new(false),
             thread: std::sync::OnceLock::new(),
         });
@@ -205,10 +211,9 @@ impl WatchdogShared {
                 thread::sleep(tick);
                 continue;
             }
-            self.idle.store(true, Ordering::SeqCst);
             // Looked at again after `idle` is visible: a run that began before it was would
             // not have unparked this thread.
-            if !self.look_all().running && !self.stop.load(Ordering::SeqCst) {
+            if may_park(&self.idle, || self.look_all().running) && !self.stop.load(Ordering::SeqCst) {
                 thread::park();
             }
             self.idle.store(false, Ordering::SeqCst);
@@ -226,6 +231,24 @@ impl WatchdogShared {
         }
         all
     }
+}
+
+/// Shard side of the run/sleep handshake, as a run begins: marks the shard running and says
+/// whether the watchdog may be parked (then it must be unparked). Each side stores its own
+/// flag, then a `SeqCst` fence, then loads the other's: at least one of them sees the other,
+/// so a run never begins unseen by a watchdog going to sleep.
+fn run_begins(running: &HandshakeFlag, idle: &HandshakeFlag) -> bool {
+    running.store(true, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    idle.load(Ordering::SeqCst)
+}
+
+/// Watchdog side of the handshake: marks it idle, then says whether it may park, which it may
+/// only if it sees no shard running afterwards (`any_running` loads each `running` flag).
+fn may_park(idle: &HandshakeFlag, any_running: impl FnOnce() -> bool) -> bool {
+    idle.store(true, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    !any_running()
 }
 
 /// The longest wait between two looks, in ticks.
@@ -306,7 +329,7 @@ unsafe fn in_runtime_code(state: *mut ffi::lua_State) -> bool {
     std::ffi::CStr::from_ptr(ar.source).to_bytes() == RUNTIME_CHUNK.as_bytes()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::time::Instant;
@@ -373,5 +396,35 @@ mod tests {
         assert!(armed_within_timeout(&slot), "the woken watchdog arms the long step");
         preempt.end_run();
         preempt.forget_vm();
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    #[test]
+    fn a_run_that_begins_as_the_watchdog_goes_to_sleep_always_wakes_it() {
+        loom::model(|| {
+            let running = Arc::new(HandshakeFlag::new(false));
+            let idle = Arc::new(HandshakeFlag::new(false));
+            let watchdog = {
+                let (running, idle) = (running.clone(), idle.clone());
+                thread::spawn(move || {
+                    if may_park(&idle, || running.load(Ordering::SeqCst)) {
+                        // Parked for good unless the run below unparks it: loom reports that
+                        // as a deadlock.
+                        thread::park();
+                    }
+                    idle.store(false, Ordering::SeqCst);
+                })
+            };
+            if run_begins(&running, &idle) {
+                watchdog.thread().unpark();
+            }
+            watchdog.join().unwrap();
+        });
     }
 }
