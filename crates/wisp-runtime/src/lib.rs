@@ -39,6 +39,8 @@ pub enum BuildError {
     Entry { entry: String, message: String },
     #[error("cannot start host {host}: {message}")]
     Host { host: String, message: String },
+    #[error("cannot start the preemption watchdog: {0}")]
+    Watchdog(String),
 }
 
 /// Why a process could not be started.
@@ -324,8 +326,8 @@ impl NodeBuilder {
         }
         let timers = Timers::new();
         let timer_handle = timers.handle();
-        let watchdog = Watchdog::start(wisp_lua::DEFAULT_PREEMPT_TICK)
-            .map_err(|e| BuildError::Host { host: "watchdog".into(), message: e.to_string() })?;
+        let watchdog =
+            Watchdog::start(wisp_lua::DEFAULT_PREEMPT_TICK).map_err(|e| BuildError::Watchdog(e.to_string()))?;
         let watchdog_handle = watchdog.handle();
         let mut hosts = Vec::new();
         let mut host_names = FxHashMap::default();
