@@ -693,6 +693,9 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
         LuaValue::Table(procs),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
+        // The table the sandbox made read-only; not the main thread's own (writable) global
+        // table, which the sandbox put in front of it.
+        LuaValue::Table(globals),
     ];
     r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
     Ok(Vm { drive, _lua: lua, core: core.clone() })
@@ -1684,7 +1687,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     }
     // The upvalues go to the stack once per call (see `next_slot`).
     ffi::lua_settop(state, NEXT_ARGS);
-    for upvalue in NEXT_BODY..=NEXT_RECORD_TEMPLATE {
+    for upvalue in NEXT_BODY..=NEXT_GLOBALS {
         ffi::lua_pushvalue(state, ffi::lua_upvalueindex(upvalue));
     }
     // A step that ended preempted was a long one: the clock is read before the next.
@@ -1955,7 +1958,8 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 
 /// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
 /// table of loaded chunks by entry, the shard's preemption counter, the driver's table of
-/// process records, the pool of reset threads and the template of a process record.
+/// process records, the pool of reset threads, the template of a process record and the
+/// shard's read-only globals.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
@@ -1963,11 +1967,12 @@ const NEXT_PREEMPT: c_int = 5;
 const NEXT_PROCS: c_int = 6;
 const NEXT_THREAD_POOL: c_int = 7;
 const NEXT_RECORD_TEMPLATE: c_int = 8;
+const NEXT_GLOBALS: c_int = 9;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
 const NEXT_ARGS: c_int = 4;
-/// Upvalues `NEXT_BODY..=NEXT_RECORD_TEMPLATE`, copied above the arguments.
-const NEXT_UPVALUES: c_int = NEXT_RECORD_TEMPLATE - NEXT_BODY + 1;
+/// Upvalues `NEXT_BODY..=NEXT_GLOBALS`, copied above the arguments.
+const NEXT_UPVALUES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
 
 /// Where `R.next` keeps its upvalue `upvalue` during a call: it copies them to the stack on
 /// entry, because a stack slot is reached directly while an upvalue index goes through Luau's
@@ -2021,11 +2026,11 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         ffi::lua_setmetatable(state, -2);
         ffi::lua_setsafeenv(state, -1, 1);
     } else {
-        // Code that never assigns a global reads the shard's (read-only) globals directly: no
-        // table, no clone of the chunk, and its functions without upvalues are shared
-        // (`DUPCLOSURE` reuses a closure whose environment matches). A pooled thread may
-        // still hold the table of the process before.
-        ffi::lua_pushvalue(state, ffi::LUA_GLOBALSINDEX);
+        // Code that never assigns a global reads the shard's read-only globals directly (the
+        // environment it was loaded with): no table, no clone of the chunk, and its functions
+        // without upvalues are shared (`DUPCLOSURE` reuses a closure whose environment
+        // matches). A pooled thread may still hold the table of the process before.
+        ffi::lua_pushvalue(state, next_slot(NEXT_GLOBALS));
     }
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
@@ -2223,7 +2228,10 @@ unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCo
     };
     let bytecode = core.chunks.bytecode(&code.source);
     let name = std::ffi::CString::new(format!("={}", code.chunk_name)).map_err(|_| "bad chunk name")?;
-    if ffi::luau_load(state, name.as_ptr(), bytecode.as_ptr() as *const _, bytecode.len(), 0) != 0 {
+    // Loaded with the read-only globals as its environment: a process of code that assigns no
+    // global runs the chunk itself, so a write the scan missed would fail there.
+    let env = next_slot(NEXT_GLOBALS);
+    if ffi::luau_load(state, name.as_ptr(), bytecode.as_ptr() as *const _, bytecode.len(), env) != 0 {
         let text = String::from_utf8_lossy(crate::convert::raw_bytes(state, -1)).into_owned();
         ffi::lua_pop(state, 1);
         return Err(text);
