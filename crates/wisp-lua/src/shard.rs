@@ -224,13 +224,11 @@ impl Drop for Vm {
 /// `slot + 1` (integer keys: no string to hash per process start).
 struct LoadedChunk {
     source: Arc<str>,
-    slot: mlua::ffi::lua_Integer,
-    /// Whether its processes need a global table of their own (`ChunkCache::needs_own_globals`).
-    own_globals: bool,
+    chunk: PushedChunk,
 }
 
-/// An entry's chunk on top of the stack: where it sits in `R.next`'s chunk table, and whether
-/// its processes need a global table of their own.
+/// An entry's chunk: where it sits in `R.next`'s chunk table, and whether its processes need
+/// a global table of their own (`ChunkCache::needs_own_globals`).
 #[derive(Clone, Copy)]
 struct PushedChunk {
     slot: mlua::ffi::lua_Integer,
@@ -682,14 +680,11 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let procs: Table = prelude.get("procs")?;
     let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
-    let preempt_handle =
-        LuaValue::LightUserData(mlua::LightUserData(Arc::as_ptr(&core.preempt) as *mut std::ffi::c_void));
     // In the order of the NEXT_* upvalue indices.
     let next_upvalues = vec![
         LuaValue::Function(body),
         LuaValue::Table(env_mt),
         LuaValue::Table(lua.create_table()?),
-        preempt_handle,
         LuaValue::Table(procs),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
@@ -1957,17 +1952,15 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 }
 
 /// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
-/// table of loaded chunks by entry, the shard's preemption counter, the driver's table of
-/// process records, the pool of reset threads, the template of a process record and the
-/// shard's read-only globals.
+/// table of loaded chunks by entry, the driver's table of process records, the pool of reset
+/// threads, the template of a process record and the shard's read-only globals.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
-const NEXT_PREEMPT: c_int = 5;
-const NEXT_PROCS: c_int = 6;
-const NEXT_THREAD_POOL: c_int = 7;
-const NEXT_RECORD_TEMPLATE: c_int = 8;
-const NEXT_GLOBALS: c_int = 9;
+const NEXT_PROCS: c_int = 5;
+const NEXT_THREAD_POOL: c_int = 6;
+const NEXT_RECORD_TEMPLATE: c_int = 7;
+const NEXT_GLOBALS: c_int = 8;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
 const NEXT_ARGS: c_int = 4;
@@ -2034,7 +2027,8 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
     }
     ffi::lua_xmove(state, co, 1);
     ffi::lua_replace(co, ffi::LUA_GLOBALSINDEX);
-    ffi::lua_setthreaddata(co, ffi::lua_touserdata(state, next_slot(NEXT_PREEMPT)));
+    // Marks it a process coroutine of this shard (see `preempt.rs`).
+    ffi::lua_setthreaddata(co, Arc::as_ptr(&core.preempt) as *mut std::ffi::c_void);
     // The driver's record (see `make_ready` in the prelude for the fields that come later), a
     // copy of a template whose array part holds the fixed fields.
     ffi::lua_clonetable(state, next_slot(NEXT_RECORD_TEMPLATE));
@@ -2215,9 +2209,11 @@ unsafe fn hand_to_driver(
 unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCode) -> Result<PushedChunk, String> {
     use mlua::ffi;
     let chunks = next_slot(NEXT_CHUNKS);
-    let known = core.raw_loaded.borrow_mut().get(code.entry.as_str()).map(|loaded| {
-        (Arc::ptr_eq(&loaded.source, &code.source), PushedChunk { slot: loaded.slot, own_globals: loaded.own_globals })
-    });
+    let known = core
+        .raw_loaded
+        .borrow_mut()
+        .get(code.entry.as_str())
+        .map(|loaded| (Arc::ptr_eq(&loaded.source, &code.source), loaded.chunk));
     let slot = match known {
         Some((true, pushed)) => {
             ffi::lua_rawgeti(state, chunks, pushed.slot);
@@ -2240,11 +2236,9 @@ unsafe fn push_chunk(state: *mut mlua::ffi::lua_State, core: &Core, code: &LuaCo
     ffi::lua_rawseti(state, chunks, slot);
     push_str(state, &code.method);
     ffi::lua_rawseti(state, chunks, slot + 1);
-    let own_globals = core.chunks.needs_own_globals(code);
-    core.raw_loaded
-        .borrow_mut()
-        .insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), slot, own_globals });
-    Ok(PushedChunk { slot, own_globals })
+    let chunk = PushedChunk { slot, own_globals: core.chunks.needs_own_globals(code) };
+    core.raw_loaded.borrow_mut().insert(code.entry.clone(), LoadedChunk { source: code.source.clone(), chunk });
+    Ok(chunk)
 }
 
 /// `process.spawn*(entry, host, ...)` as a raw C function; upvalues: the spawn flags (1 monitor,
