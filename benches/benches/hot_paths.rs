@@ -213,16 +213,32 @@ fn node(c: &mut Criterion) {
             done.recv().expect("exit")
         })
     });
-    // The whole exec (spawn of pingpong and its ponger, RT round trips, both exits), per round trip.
+    // Send + receive between two Lua processes: the whole exec (spawn of the player and its
+    // ponger, RT round trips, both exits), per round trip. A ponger the player spawns is placed
+    // on the player's shard; one spawned from outside before the player goes to the shard before
+    // the player's in turn, so every message crosses shards (and, as the workers take them,
+    // often workers).
     const RT: u64 = 2000;
     g.throughput(Throughput::Elements(RT));
-    g.bench_function(format!("lua pingpong x{RT} (whole exec)"), |b| {
+    g.bench_function(format!("lua pingpong x{RT}, one shard (whole exec)"), |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
                 let r = node
                     .exec("bench:pingpong", host, vec![Value::str(RT.to_string())], Duration::from_secs(60))
                     .expect("exec");
+                assert!(matches!(r, Some(ExitResult::Value(_))), "pingpong ended with {r:?}");
+            }
+            start.elapsed()
+        })
+    });
+    g.bench_function(format!("lua pingpong x{RT}, across shards (whole exec)"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let pong = node.spawn("bench:pong_detached", host, vec![]).expect("spawn");
+                let args = vec![Value::str(node.render_pid(pong)), Value::str(RT.to_string())];
+                let r = node.exec("bench:pingpong_against", host, args, Duration::from_secs(60)).expect("exec");
                 assert!(matches!(r, Some(ExitResult::Value(_))), "pingpong ended with {r:?}");
             }
             start.elapsed()

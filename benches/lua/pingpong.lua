@@ -1,8 +1,9 @@
 -- pingpong N: N round trips between two processes. `main` runs in the terminal host and only
 -- starts `body` on bench:processes; the body plays ping against a ponger on the same host and
 -- returns ns per round trip.
-local function body(n: number)
-	local pong = process.spawn("bench:pong", "bench:processes", process.pid())
+
+-- Plays N round trips against `pong` and returns ns per round trip, then stops it.
+local function play(pong: string, n: number)
 	local inbox = process.inbox()
 	local t0 = os.clock()
 	for i = 1, n do
@@ -17,6 +18,16 @@ local function body(n: number)
 	return ns
 end
 
+local function body(n: number)
+	return play(process.spawn("bench:pong", "bench:processes", process.pid()), n)
+end
+
+-- Plays against a ponger somebody else spawned (`bench:pong_detached`), wherever it was placed.
+local function against(pong: string, n_s: string)
+	process.send(pong, "peer", process.pid())
+	return play(pong, tonumber(n_s) or 1000)
+end
+
 local function main(n_s: string?)
 	local n = tonumber(n_s) or 1000000
 	local ns, err = process.exec("bench:pingpong_body", "bench:processes", n)
@@ -27,4 +38,4 @@ local function main(n_s: string?)
 	return n
 end
 
-return { main = main, body = body }
+return { main = main, body = body, against = against }

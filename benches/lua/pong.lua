@@ -1,5 +1,5 @@
 -- Answers every "ping" with the same payload on topic "pong" until "stop".
-local function main(parent: string)
+local function serve(parent: string)
 	local inbox = process.inbox()
 	while true do
 		local msg = inbox:receive()
@@ -10,4 +10,14 @@ local function main(parent: string)
 	end
 end
 
-return { main = main }
+-- Spawned by the player it answers.
+local function main(parent: string)
+	serve(parent)
+end
+
+-- Spawned by someone else: learns whom to answer from its first message (topic "peer").
+local function detached()
+	serve(process.inbox():receive():payload():data())
+end
+
+return { main = main, detached = detached }

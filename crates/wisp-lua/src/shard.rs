@@ -2,7 +2,8 @@
 //!
 //! Protocol of a run (one scheduler slice):
 //! 1. The worker calls [`Shard::run`]; it calls the Lua driver (`drive` in `prelude.luau`) once.
-//! 2. The driver calls `R.next(prev, status)`: Rust records how the previous process ended its
+//! 2. The driver calls `R.next(prev, status, ...)` (with the tables `R.next` works on as its
+//!    further arguments, see `NEXT_BODY`): Rust records how the previous process ended its
 //!    step (waiting, ready again, done), admits newly spawned processes and pops ready tokens.
 //!    A process not started yet is started here (`start_process`), and a main coroutine parked
 //!    in `R.recv` is resumed here with its next inbox message (`resume_parked`); when either
@@ -123,9 +124,10 @@ pub(crate) struct Core {
     loaded: RunState<HashMap<String, (Arc<str>, Function)>>,
     /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
     raw_loaded: RunState<FxHashMap<String, LoadedChunk>>,
-    /// Steps left in this slice, and when the slice must end.
+    /// Steps left in this slice, and when the slice must end (set at the slice's first look at
+    /// the clock, see [`slice_over`]).
     steps_left: AtomicUsize,
-    deadline: Mutex<Instant>,
+    deadline: RunState<Option<Instant>>,
     shard: OnceLock<Weak<Shard>>,
     /// The process whose code runs now: set by `R.next` before it hands a process to the driver
     /// or resumes one, so callbacks like `process.send` need no token from Lua.
@@ -206,7 +208,10 @@ impl Tokens {
 
 // Field order matters: handles into the VM drop before the VM.
 struct Vm {
-    drive: Function,
+    /// The VM's main thread, which runs the driver (an address, like `LocalProc::main`).
+    main: usize,
+    /// The prelude's `drive`: its reference in the VM's registry.
+    drive_ref: c_int,
     _lua: Lua,
     /// Raw callbacks and process coroutines point at the Core and its `preempt`: it must
     /// outlive the VM.
@@ -473,7 +478,7 @@ impl Shard {
             loaded: RunState::new(HashMap::new()),
             raw_loaded: RunState::new(FxHashMap::default()),
             steps_left: AtomicUsize::new(0),
-            deadline: Mutex::new(Instant::now()),
+            deadline: RunState::new(None),
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
             spawned_in_step: AtomicU32::new(0),
@@ -547,14 +552,14 @@ impl Task for Shard {
         core.sched.begin_run();
         core.preempt.begin_run();
         core.steps_left.store(core.config.batch, Ordering::Relaxed);
-        *lock(&core.deadline) = Instant::now() + core.config.slice;
         {
             let vm = lock(&self.vm);
             if let Some(vm) = vm.as_ref() {
+                *core.deadline.borrow_mut() = None;
                 // A failure here is a runtime bug, not a program's: log it and keep the shard
                 // schedulable (end_run below must always run, or the shard would never run again).
                 let previous = RUNNING_SHARD.with(|running| running.replace(Arc::as_ptr(core)));
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.drive.call::<()>(())));
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.drive()));
                 RUNNING_SHARD.with(|running| running.set(previous));
                 match outcome {
                     Ok(Ok(())) => {}
@@ -661,7 +666,6 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let env_mt = lua.create_table()?;
     env_mt.set("__index", globals.clone())?;
     env_mt.set("__metatable", false)?;
-    let body: Function = prelude.get("body")?;
     let drive: Function = prelude.get("drive")?;
 
     lua.sandbox(true)?;
@@ -677,23 +681,67 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     crate::message::install(&lua, Arc::as_ptr(core))?;
     let parked: Table = prelude.get("parked")?;
-    let procs: Table = prelude.get("procs")?;
     let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
-    // In the order of the NEXT_* upvalue indices.
-    let next_upvalues = vec![
-        LuaValue::Function(body),
-        LuaValue::Table(env_mt),
-        LuaValue::Table(lua.create_table()?),
-        LuaValue::Table(procs),
-        LuaValue::Table(lua.create_table()?),
-        LuaValue::Table(record_template(&lua)?),
-        // The table the sandbox made read-only; not the main thread's own (writable) global
-        // table, which the sandbox put in front of it.
-        LuaValue::Table(globals),
-    ];
-    r.set("next", raw_callback(&lua, core, raw_next, c"next", next_upvalues)?)?;
-    Ok(Vm { drive, _lua: lua, core: core.clone() })
+    let next = raw_callback(&lua, core, raw_next, c"next", Vec::new())?;
+    // The driver passes these to R.next on every call (see NEXT_BODY): the chunk table, the
+    // thread pool, the record template, and the table the sandbox made read-only (not the main
+    // thread's own writable global table, which the sandbox put in front of it).
+    prelude.get::<Function>("set_next")?.call::<()>((
+        next,
+        env_mt,
+        lua.create_table()?,
+        lua.create_table()?,
+        record_template(&lua)?,
+        globals,
+    ))?;
+    // SAFETY: the closure runs on the VM's main thread with `drive` as the only argument; the
+    // reference keeps it in the registry and the integer pushed is exec_raw's result.
+    let (main, drive_ref) = unsafe {
+        let mut main = 0;
+        let drive_ref = lua.exec_raw::<c_int>(drive, |state| {
+            main = mlua::ffi::lua_mainthread(state) as usize;
+            let r = mlua::ffi::lua_ref(state, -1);
+            mlua::ffi::lua_pop(state, 1);
+            mlua::ffi::lua_pushinteger(state, r as mlua::ffi::lua_Integer);
+        })?;
+        (main, drive_ref)
+    };
+    Ok(Vm { main, drive_ref, _lua: lua, core: core.clone() })
+}
+
+impl Vm {
+    /// Runs the driver once, on the VM's main thread, with the raw API: mlua's `Function::call`
+    /// (a reference moved over from its reference thread, an error handler, a guard) was a
+    /// tenth of a run that hands one message to one process, the common run when processes
+    /// of different shards talk.
+    fn drive(&self) -> Result<(), String> {
+        use mlua::ffi;
+        let state = self.main as *mut ffi::lua_State;
+        // SAFETY: the caller holds the shard's `vm` lock, so nothing else uses this VM; `main`
+        // is its main thread, alive as long as `_lua`. The stack is left as it was found.
+        unsafe {
+            let top = ffi::lua_gettop(state);
+            if ffi::lua_checkstack(state, 2) == 0 {
+                return Err("out of Lua stack".into());
+            }
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, self.drive_ref as ffi::lua_Integer);
+            let status = ffi::lua_pcall(state, 0, 0, 0);
+            let outcome = if status == ffi::LUA_OK {
+                Ok(())
+            } else {
+                let mut len = 0;
+                let text = ffi::lua_tolstring(state, -1, &mut len);
+                Err(if text.is_null() {
+                    format!("error object is a {}", type_name(state, -1))
+                } else {
+                    String::from_utf8_lossy(std::slice::from_raw_parts(text as *const u8, len)).into_owned()
+                })
+            };
+            ffi::lua_settop(state, top);
+            outcome
+        }
+    }
 }
 
 /// A process record's fixed fields, its first array slots (keep in sync with the prelude's
@@ -1677,14 +1725,11 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     let status = ffi::lua_tonumber(state, 2) as u8;
     let prev =
         u32::try_from(prev_record - 1).ok().and_then(|key| core.record_slots.borrow_mut().get(key as usize).copied());
-    if ffi::lua_checkstack(state, NEXT_UPVALUES + (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
+    if ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
         return Err("out of Lua stack".into());
     }
-    // The upvalues go to the stack once per call (see `next_slot`).
-    ffi::lua_settop(state, NEXT_ARGS);
-    for upvalue in NEXT_BODY..=NEXT_GLOBALS {
-        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(upvalue));
-    }
+    // The driver's tables stay where it passed them (see `next_slot`).
+    ffi::lua_settop(state, NEXT_ARGS + NEXT_TABLES);
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
@@ -1942,18 +1987,36 @@ const CLOCK_EVERY: usize = 8;
 /// Counts one step; the slice is over after its steps or its time, whichever comes first. The
 /// time is read every few steps, and after every step that ended preempted (`after_long_step`):
 /// other steps take microseconds.
+///
+/// The slice's time counts from its first look, the [`CLOCK_EVERY`]th step or the first that
+/// ended preempted: a run that hands a message or two to a process, the common run when
+/// processes of different shards talk, then reads no clock at all (a clock read is a good part
+/// of such a run on a virtual machine).
 fn slice_over(core: &Core, after_long_step: bool) -> bool {
     let left = core.steps_left.load(Ordering::Relaxed);
     if left == 0 {
         return true;
     }
     core.steps_left.store(left - 1, Ordering::Relaxed);
-    (after_long_step || left.is_multiple_of(CLOCK_EVERY)) && Instant::now() >= *lock(&core.deadline)
+    if !(after_long_step || left % CLOCK_EVERY == 1) {
+        return false;
+    }
+    let now = Instant::now();
+    let mut deadline = core.deadline.borrow_mut();
+    match *deadline {
+        Some(deadline) => now >= deadline,
+        None => {
+            *deadline = Some(now + core.config.slice);
+            false
+        }
+    }
 }
 
-/// Upvalues of `R.next` after the Core: the driver's `body`, the environment metatable, the
-/// table of loaded chunks by entry, the driver's table of process records, the pool of reset
-/// threads, the template of a process record and the shard's read-only globals.
+/// What the driver passes `R.next` after the previous step's outcome (its arguments 5 to 11,
+/// numbered from 2 as they once were upvalues after the Core): the driver's `body`, the
+/// environment metatable, the table of loaded chunks by entry, the driver's table of process
+/// records, the pool of reset threads, the template of a process record and the shard's
+/// read-only globals.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
@@ -1964,15 +2027,16 @@ const NEXT_GLOBALS: c_int = 8;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
 const NEXT_ARGS: c_int = 4;
-/// Upvalues `NEXT_BODY..=NEXT_GLOBALS`, copied above the arguments.
-const NEXT_UPVALUES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
+/// The driver's tables `NEXT_BODY..=NEXT_GLOBALS`, passed after the arguments.
+const NEXT_TABLES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
 
-/// Where `R.next` keeps its upvalue `upvalue` during a call: it copies them to the stack on
-/// entry, because a stack slot is reached directly while an upvalue index goes through Luau's
-/// out-of-line pseudo-index lookup, a dozen times per process started. Only code running
-/// inside `R.next` (on its `state`) may use these slots.
-const fn next_slot(upvalue: c_int) -> c_int {
-    NEXT_ARGS + upvalue - NEXT_BODY + 1
+/// Where `R.next` finds the driver's table `table` during a call. They are arguments, not
+/// upvalues: a stack slot is reached directly while an upvalue index goes through Luau's
+/// out-of-line pseudo-index lookup, a dozen times per process started (copying them to the
+/// stack on every call was a tenth of a run that hands one message to one process). Only code
+/// running inside `R.next` (on its `state`) may use these slots.
+const fn next_slot(table: c_int) -> c_int {
+    NEXT_ARGS + table - NEXT_BODY + 1
 }
 
 /// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
