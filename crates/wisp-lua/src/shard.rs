@@ -1,7 +1,8 @@
 //! A shard: one sandboxed Luau VM running many processes.
 //!
 //! Protocol of a run (one scheduler slice):
-//! 1. The worker calls [`Shard::run`]; it calls the Lua driver (`drive` in `prelude.luau`) once.
+//! 1. The worker calls [`Shard::run`]; it calls `R.next` on the shard's driver thread, and the
+//!    Lua driver (`drive` in `prelude.luau`) only if `R.next` hands a process over.
 //! 2. The driver calls `R.next(prev, status, ...)` (with the tables `R.next` works on as its
 //!    further arguments, see `NEXT_BODY`): Rust records how the previous process ended its
 //!    step (waiting, ready again, done), admits newly spawned processes and pops ready tokens.
@@ -208,10 +209,10 @@ impl Tokens {
 
 // Field order matters: handles into the VM drop before the VM.
 struct Vm {
-    /// The VM's main thread, which runs the driver (an address, like `LocalProc::main`).
-    main: usize,
-    /// The prelude's `drive`: its reference in the VM's registry.
-    drive_ref: c_int,
+    /// The thread each run begins on (an address, like `LocalProc::main`; see `Vm::drive`).
+    driver: usize,
+    /// Keeps the driver thread in the VM's registry.
+    _driver_ref: c_int,
     _lua: Lua,
     /// Raw callbacks and process coroutines point at the Core and its `preempt`: it must
     /// outlive the VM.
@@ -684,61 +685,95 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let next = raw_callback(&lua, core, raw_next, c"next", Vec::new())?;
-    // The driver passes these to R.next on every call (see NEXT_BODY): the chunk table, the
-    // thread pool, the record template, and the table the sandbox made read-only (not the main
-    // thread's own writable global table, which the sandbox put in front of it).
-    prelude.get::<Function>("set_next")?.call::<()>((
-        next,
-        env_mt,
-        lua.create_table()?,
-        lua.create_table()?,
-        record_template(&lua)?,
-        globals,
-    ))?;
-    // SAFETY: the closure runs on the VM's main thread with `drive` as the only argument; the
-    // reference keeps it in the registry and the integer pushed is exec_raw's result.
-    let (main, drive_ref) = unsafe {
-        let mut main = 0;
-        let drive_ref = lua.exec_raw::<c_int>(drive, |state| {
-            main = mlua::ffi::lua_mainthread(state) as usize;
-            let r = mlua::ffi::lua_ref(state, -1);
-            mlua::ffi::lua_pop(state, 1);
-            mlua::ffi::lua_pushinteger(state, r as mlua::ffi::lua_Integer);
+    // What R.next works on (see NEXT_BODY), in that order: the driver's `body`, the environment
+    // metatable, the chunk table, the driver's process records, the thread pool, the record
+    // template, and the table the sandbox made read-only (not the main thread's own writable
+    // global table, which the sandbox put in front of it).
+    let tables = [
+        LuaValue::Function(prelude.get("body")?),
+        LuaValue::Table(env_mt),
+        LuaValue::Table(lua.create_table()?),
+        LuaValue::Table(prelude.get("procs")?),
+        LuaValue::Table(lua.create_table()?),
+        LuaValue::Table(record_template(&lua)?),
+        LuaValue::Table(globals),
+    ];
+    let set_next: Function = prelude.get("set_next")?;
+    set_next
+        .call::<()>(Variadic::from_iter(std::iter::once(LuaValue::Function(next.clone())).chain(tables.clone())))?;
+    let slots: Vec<LuaValue> = std::iter::once(LuaValue::Function(next))
+        .chain(tables)
+        .chain(std::iter::once(LuaValue::Function(drive)))
+        .collect();
+    debug_assert_eq!(slots.len() as c_int, DRIVER_DRIVE);
+    // SAFETY: the closure runs on the VM's main thread with the driver thread's slots as its
+    // arguments: they move to the new thread, which the registry reference keeps alive, and the
+    // integer left is exec_raw's result.
+    let (driver, driver_ref) = unsafe {
+        use mlua::ffi;
+        let mut driver = 0;
+        let driver_ref = lua.exec_raw::<c_int>(Variadic::from_iter(slots), |state| {
+            let thread = ffi::lua_newthread(state);
+            let r = ffi::lua_ref(state, -1);
+            ffi::lua_pop(state, 1);
+            ffi::lua_xmove(state, thread, DRIVER_DRIVE);
+            driver = thread as usize;
+            ffi::lua_pushinteger(state, r as ffi::lua_Integer);
         })?;
-        (main, drive_ref)
+        (driver, driver_ref)
     };
-    Ok(Vm { main, drive_ref, _lua: lua, core: core.clone() })
+    Ok(Vm { driver, _driver_ref: driver_ref, _lua: lua, core: core.clone() })
 }
 
+/// The driver thread's stack: `R.next` in slot 1, the tables it works on in `NEXT_BODY..=
+/// NEXT_GLOBALS` (slots 2 to 8), and the prelude's `drive` in this slot.
+const DRIVER_DRIVE: c_int = NEXT_GLOBALS + 1;
+
 impl Vm {
-    /// Runs the driver once, on the VM's main thread, with the raw API: mlua's `Function::call`
-    /// (a reference moved over from its reference thread, an error handler, a guard) was a
-    /// tenth of a run that hands one message to one process, the common run when processes
-    /// of different shards talk.
+    /// One run: calls `R.next` with nothing to report, on the driver thread, and the Lua driver
+    /// only when it hands a process over. A run that resumes parked processes from Rust, the
+    /// common run when processes of different shards talk, then runs no driver code, and nothing
+    /// goes through mlua (whose `Function::call` moves a reference over from its reference
+    /// thread and sets up an error handler and a guard).
     fn drive(&self) -> Result<(), String> {
         use mlua::ffi;
-        let state = self.main as *mut ffi::lua_State;
-        // SAFETY: the caller holds the shard's `vm` lock, so nothing else uses this VM; `main`
-        // is its main thread, alive as long as `_lua`. The stack is left as it was found.
+        let thread = self.driver as *mut ffi::lua_State;
+        // SAFETY: the caller holds the shard's `vm` lock, so nothing else uses this VM; the
+        // driver thread lives as long as `_lua` (its registry reference is never dropped), holds
+        // its slots (see DRIVER_DRIVE) and is left with them alone.
         unsafe {
-            let top = ffi::lua_gettop(state);
-            if ffi::lua_checkstack(state, 2) == 0 {
+            let top = ffi::lua_gettop(thread);
+            debug_assert_eq!(top, DRIVER_DRIVE);
+            if ffi::lua_checkstack(thread, 1 + NEXT_ARGS + NEXT_TABLES) == 0 {
                 return Err("out of Lua stack".into());
             }
-            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, self.drive_ref as ffi::lua_Integer);
-            let status = ffi::lua_pcall(state, 0, 0, 0);
+            ffi::lua_pushvalue(thread, 1);
+            ffi::lua_pushnumber(thread, -1.0);
+            ffi::lua_pushnumber(thread, f64::from(S_WAITING));
+            ffi::lua_pushboolean(thread, 0);
+            ffi::lua_pushnil(thread);
+            for slot in NEXT_BODY..=NEXT_GLOBALS {
+                ffi::lua_pushvalue(thread, slot);
+            }
+            let mut status = ffi::lua_pcall(thread, NEXT_ARGS + NEXT_TABLES, ffi::LUA_MULTRET, 0);
+            let handed = ffi::lua_gettop(thread) - top;
+            if status == ffi::LUA_OK && handed > 0 {
+                ffi::lua_pushvalue(thread, DRIVER_DRIVE);
+                ffi::lua_insert(thread, top + 1);
+                status = ffi::lua_pcall(thread, handed, 0, 0);
+            }
             let outcome = if status == ffi::LUA_OK {
                 Ok(())
             } else {
                 let mut len = 0;
-                let text = ffi::lua_tolstring(state, -1, &mut len);
+                let text = ffi::lua_tolstring(thread, -1, &mut len);
                 Err(if text.is_null() {
-                    format!("error object is a {}", type_name(state, -1))
+                    format!("error object is a {}", type_name(thread, -1))
                 } else {
                     String::from_utf8_lossy(std::slice::from_raw_parts(text as *const u8, len)).into_owned()
                 })
             };
-            ffi::lua_settop(state, top);
+            ffi::lua_settop(thread, top);
             outcome
         }
     }
