@@ -762,17 +762,7 @@ impl Vm {
                 ffi::lua_insert(thread, top + 1);
                 status = ffi::lua_pcall(thread, handed, 0, 0);
             }
-            let outcome = if status == ffi::LUA_OK {
-                Ok(())
-            } else {
-                let mut len = 0;
-                let text = ffi::lua_tolstring(thread, -1, &mut len);
-                Err(if text.is_null() {
-                    format!("error object is a {}", type_name(thread, -1))
-                } else {
-                    String::from_utf8_lossy(std::slice::from_raw_parts(text as *const u8, len)).into_owned()
-                })
-            };
+            let outcome = if status == ffi::LUA_OK { Ok(()) } else { Err(error_text_at(thread, -1)) };
             ffi::lua_settop(thread, top);
             outcome
         }
@@ -1740,17 +1730,21 @@ unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int 
 
 /// An ended process's result, read from the stack at `idx`.
 unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int) -> ExitResult {
-    use mlua::ffi;
     if !is_error {
         let mut path = Vec::new();
         return ExitResult::Value(
             crate::convert::raw_to_value(state, idx, &mut path).unwrap_or_else(|e| Value::from(e.to_string())),
         );
     }
-    if ffi::lua_type(state, idx) == ffi::LUA_TSTRING {
-        return ExitResult::Error(String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned());
+    ExitResult::Error(error_text_at(state, idx))
+}
+
+/// The text of the error object at `idx`: the string itself, or what kind of value it is.
+unsafe fn error_text_at(state: *mut mlua::ffi::lua_State, idx: c_int) -> String {
+    if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
+        return String::from_utf8_lossy(crate::convert::raw_bytes(state, idx)).into_owned();
     }
-    ExitResult::Error(format!("error object is a {}", type_name(state, idx)))
+    format!("error object is a {}", type_name(state, idx))
 }
 
 unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<c_int, String> {
@@ -2056,7 +2050,7 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 }
 
 /// What the driver passes `R.next` after the previous step's outcome (its arguments 5 to 11,
-/// numbered from 2 as they once were upvalues after the Core): the driver's `body`, the
+/// numbered by their slots on the driver thread, see `DRIVER_DRIVE`): the driver's `body`, the
 /// environment metatable, the table of loaded chunks by entry, the driver's table of process
 /// records, the pool of reset threads, the template of a process record and the shard's
 /// read-only globals.
@@ -2076,7 +2070,7 @@ const NEXT_TABLES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
 /// Where `R.next` finds the driver's table `table` during a call. They are arguments, not
 /// upvalues: a stack slot is reached directly while an upvalue index goes through Luau's
 /// out-of-line pseudo-index lookup, a dozen times per process started (copying them to the
-/// stack on every call was a tenth of a run that hands one message to one process). Only code
+/// stack on every call was about 8% of the instructions of a message between shards). Only code
 /// running inside `R.next` (on its `state`) may use these slots.
 const fn next_slot(table: c_int) -> c_int {
     NEXT_ARGS + table - NEXT_BODY + 1
