@@ -161,7 +161,7 @@ fn value_copy(c: &mut Criterion) {
     ] {
         let lv = wisp_lua::value_to_lua(&lua, &value).expect("to lua");
         g.bench_function(format!("lua->value {name}"), |b| {
-            b.iter(|| wisp_lua::lua_to_value(std::hint::black_box(&lv)).expect("copy"))
+            b.iter(|| wisp_lua::lua_to_value(&lua, std::hint::black_box(&lv)).expect("copy"))
         });
         g.bench_function(format!("value->lua {name}"), |b| {
             b.iter(|| wisp_lua::value_to_lua(&lua, std::hint::black_box(&value)).expect("copy"))

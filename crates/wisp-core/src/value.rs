@@ -37,6 +37,9 @@ pub enum ValueError {
     TooDeep(usize),
     #[error("cannot use a {0} as a table key in a payload")]
     BadKey(&'static str),
+    /// The copy would exceed the payload bound (a table reached twice counts twice).
+    #[error("payload too large (a copy is at most {0} bytes)")]
+    TooLarge(usize),
 }
 
 impl Value {

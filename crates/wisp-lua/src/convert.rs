@@ -1,59 +1,68 @@
 //! Copies between Lua values and payload [`Value`]s.
+//!
+//! One copy each way: Lua to payload through the raw API ([`raw_to_value`], with
+//! [`lua_to_value`] as its entry for mlua values), payload to Lua by [`value_to_lua`] and
+//! `shard::push_value`. The copy reads tables with raw accesses only, so no program's code
+//! runs while it copies; it refuses what cannot cross a process boundary (functions, threads,
+//! userdata other than a message, cycles, the runtime's handles) and stops at
+//! [`MAX_PAYLOAD_BYTES`].
 
-use mlua::{Lua, Table as LuaTable, Value as LuaValue};
+use std::ffi::c_void;
+
+use mlua::{Lua, Value as LuaValue};
 use wisp_core::{Key, Table, Value, ValueError};
 
 /// How deep a payload may nest; deeper is refused rather than risking the Rust stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// Copies a Lua value into a payload. Functions, threads, userdata and cycles are refused.
-pub fn lua_to_value(value: &LuaValue) -> Result<Value, ValueError> {
-    let mut path = Vec::new();
-    to_value(value, &mut path)
+/// The most a payload's copy may hold: string bytes plus [`VALUE_COST`] per value and key.
+/// Counted while copying, so a refusal costs time in proportion to this bound, not to the
+/// payload (a table reached twice counts twice: `t = {t, t}` forty times over is 2^40 nodes).
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
+
+/// What one value or key costs against [`MAX_PAYLOAD_BYTES`] beside its string bytes: about
+/// what it takes in a `Value` tree.
+const VALUE_COST: usize = 24;
+
+/// The registry field holding the handles' metatables (metatable -> kind name), which the copy
+/// refuses with the kind's name (see `prelude.luau`).
+pub(crate) const HANDLE_TYPES: &std::ffi::CStr = c"wisp.handle_types";
+
+/// The state of one copy: the tables on the path from the root (for cycles) and what is left
+/// of the budget.
+pub(crate) struct Copier {
+    path: Vec<*const c_void>,
+    left: usize,
 }
 
-fn to_value(value: &LuaValue, path: &mut Vec<*const std::ffi::c_void>) -> Result<Value, ValueError> {
-    Ok(match value {
-        LuaValue::Nil => Value::Nil,
-        LuaValue::Boolean(b) => Value::Bool(*b),
-        LuaValue::Integer(i) => Value::Number(*i as f64),
-        LuaValue::Number(n) => Value::Number(*n),
-        LuaValue::String(s) => Value::Str(s.as_bytes().to_vec().into_boxed_slice()),
-        LuaValue::Table(t) => Value::Table(Box::new(table_to_value(t, path)?)),
-        other => return Err(ValueError::Unsupported(other.type_name())),
-    })
+impl Copier {
+    pub(crate) fn new() -> Copier {
+        Copier { path: Vec::new(), left: MAX_PAYLOAD_BYTES }
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), ValueError> {
+        match self.left.checked_sub(VALUE_COST + bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(ValueError::TooLarge(MAX_PAYLOAD_BYTES)),
+        }
+    }
 }
 
-fn table_to_value(table: &LuaTable, path: &mut Vec<*const std::ffi::c_void>) -> Result<Table, ValueError> {
-    let ptr = table.to_pointer();
-    if path.contains(&ptr) {
-        return Err(ValueError::Cycle);
-    }
-    if path.len() >= MAX_DEPTH {
-        return Err(ValueError::TooDeep(MAX_DEPTH));
-    }
-    path.push(ptr);
-    let len = table.raw_len();
-    let mut out = Table { array: Vec::with_capacity(len), map: Vec::new() };
-    for i in 1..=len {
-        let v: LuaValue = table.raw_get(i).map_err(|_| ValueError::Unsupported("table"))?;
-        out.array.push(to_value(&v, path)?);
-    }
-    for pair in table.pairs::<LuaValue, LuaValue>() {
-        let (k, v) = pair.map_err(|_| ValueError::Unsupported("table"))?;
-        let key = match &k {
-            LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => continue,
-            LuaValue::Number(n) if n.fract() == 0.0 && *n >= 1.0 && (*n as usize) <= len => continue,
-            LuaValue::Boolean(b) => Key::Bool(*b),
-            LuaValue::Integer(i) => Key::Number(*i as f64),
-            LuaValue::Number(n) => Key::Number(*n),
-            LuaValue::String(s) => Key::Str(s.as_bytes().to_vec().into_boxed_slice()),
-            other => return Err(ValueError::BadKey(other.type_name())),
-        };
-        out.map.push((key, to_value(&v, path)?));
-    }
-    path.pop();
-    Ok(out)
+/// Copies a Lua value into a payload (see [`raw_to_value`]).
+pub fn lua_to_value(lua: &Lua, value: &LuaValue) -> Result<Value, ValueError> {
+    let mut out = Err(ValueError::Unsupported("value"));
+    // SAFETY: the one argument is at stack index 1 of the raw call, which runs no Lua code.
+    let called = unsafe {
+        lua.exec_raw::<()>(value.clone(), |state| {
+            let mut copier = Copier::new();
+            out = raw_to_value(state, 1, &mut copier);
+        })
+    };
+    called.map_err(|_| ValueError::Unsupported("value"))?;
+    out
 }
 
 /// Rebuilds a payload as a fresh Lua value owned by the receiving process.
@@ -90,15 +99,19 @@ pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
 pub(crate) unsafe fn raw_to_value(
     state: *mut mlua::ffi::lua_State,
     idx: std::os::raw::c_int,
-    path: &mut Vec<*const std::ffi::c_void>,
+    copier: &mut Copier,
 ) -> Result<Value, ValueError> {
     use mlua::ffi;
     Ok(match ffi::lua_type(state, idx) {
         ffi::LUA_TNIL => Value::Nil,
         ffi::LUA_TBOOLEAN => Value::Bool(ffi::lua_toboolean(state, idx) != 0),
         ffi::LUA_TNUMBER => Value::Number(ffi::lua_tonumber(state, idx)),
-        ffi::LUA_TSTRING => Value::Str(raw_bytes(state, idx).into()),
-        ffi::LUA_TTABLE => Value::Table(Box::new(raw_table(state, idx, path)?)),
+        ffi::LUA_TSTRING => {
+            let bytes = raw_bytes(state, idx);
+            copier.charge(bytes.len())?;
+            Value::Str(bytes.into())
+        }
+        ffi::LUA_TTABLE => Value::Table(Box::new(raw_table(state, idx, copier)?)),
         ffi::LUA_TFUNCTION => return Err(ValueError::Unsupported("function")),
         ffi::LUA_TTHREAD => return Err(ValueError::Unsupported("thread")),
         // A received message is its own Payload: forwarding it sends its data.
@@ -122,22 +135,26 @@ pub(crate) unsafe fn raw_bytes<'a>(state: *mut mlua::ffi::lua_State, idx: std::o
 unsafe fn raw_table(
     state: *mut mlua::ffi::lua_State,
     idx: std::os::raw::c_int,
-    path: &mut Vec<*const std::ffi::c_void>,
+    copier: &mut Copier,
 ) -> Result<Table, ValueError> {
     use mlua::ffi;
     let ptr = ffi::lua_topointer(state, idx);
-    if path.contains(&ptr) {
+    if copier.path.contains(&ptr) {
         return Err(ValueError::Cycle);
     }
-    if path.len() >= MAX_DEPTH || ffi::lua_checkstack(state, 3) == 0 {
+    if copier.path.len() >= MAX_DEPTH || ffi::lua_checkstack(state, 4) == 0 {
         return Err(ValueError::TooDeep(MAX_DEPTH));
     }
-    path.push(ptr);
+    if let Some(kind) = handle_kind(state, idx) {
+        return Err(ValueError::Unsupported(kind));
+    }
+    copier.charge(0)?;
+    copier.path.push(ptr);
     let len = ffi::lua_objlen(state, idx);
     let mut out = Table { array: Vec::with_capacity(len), map: Vec::new() };
     for i in 1..=len {
         ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
-        let v = raw_to_value(state, ffi::lua_gettop(state), path);
+        let v = raw_to_value(state, ffi::lua_gettop(state), copier);
         ffi::lua_pop(state, 1);
         out.array.push(v?);
     }
@@ -154,30 +171,82 @@ unsafe fn raw_table(
                 Key::Number(n)
             }
             ffi::LUA_TBOOLEAN => Key::Bool(ffi::lua_toboolean(state, key_idx) != 0),
-            ffi::LUA_TSTRING => Key::Str(raw_bytes(state, key_idx).into()),
+            ffi::LUA_TSTRING => {
+                let bytes = raw_bytes(state, key_idx);
+                copier.charge(bytes.len())?;
+                Key::Str(bytes.into())
+            }
             ffi::LUA_TTABLE => return Err(ValueError::BadKey("table")),
             ffi::LUA_TFUNCTION => return Err(ValueError::BadKey("function")),
             _ => return Err(ValueError::BadKey("userdata")),
         };
-        let v = raw_to_value(state, key_idx + 1, path);
+        let v = raw_to_value(state, key_idx + 1, copier);
         ffi::lua_pop(state, 1);
         out.map.push((key, v?));
     }
-    path.pop();
+    copier.path.pop();
     Ok(out)
+}
+
+/// The kind of runtime handle the table at `idx` is (a channel, a timer...), or `None` for a
+/// program's own table. Raw reads only.
+///
+/// # Safety
+/// `state` must be a live Lua state with room for three more values; `idx` is absolute.
+unsafe fn handle_kind(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<&'static str> {
+    use mlua::ffi;
+    if ffi::lua_getmetatable(state, idx) == 0 {
+        return None;
+    }
+    ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, HANDLE_TYPES.as_ptr());
+    if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+        ffi::lua_pop(state, 2);
+        return None;
+    }
+    ffi::lua_pushvalue(state, -2);
+    ffi::lua_rawget(state, -2);
+    let kind = if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
+        Some(match raw_bytes(state, -1) {
+            b"channel" => "channel",
+            b"timer" => "timer",
+            b"ticker" => "ticker",
+            b"spawner" => "spawner",
+            b"actor" => "actor",
+            b"scope" => "scope",
+            _ => "runtime object",
+        })
+    } else {
+        None
+    };
+    ffi::lua_pop(state, 3);
+    kind
+}
+
+/// Records the handles' metatables (metatable -> kind name) for [`handle_kind`].
+pub(crate) fn install_handle_types(lua: &Lua, types: mlua::Table) -> mlua::Result<()> {
+    // SAFETY: the one argument, the table, is moved into the registry field.
+    unsafe {
+        lua.exec_raw::<()>(types, |state| {
+            mlua::ffi::lua_setfield(state, mlua::ffi::LUA_REGISTRYINDEX, HANDLE_TYPES.as_ptr());
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn copy(lua: &Lua, src: &str) -> Result<Value, ValueError> {
+        let v: LuaValue = lua.load(src).eval().unwrap();
+        lua_to_value(lua, &v)
+    }
+
     #[test]
     fn round_trips_nested_tables() {
         let lua = Lua::new();
-        let v: LuaValue = lua.load(r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#).eval().unwrap();
-        let copied = lua_to_value(&v).unwrap();
+        let copied = copy(&lua, r#"return {1, 2, "x", {a = true, [10] = 5}, name = "n"}"#).unwrap();
         let back = value_to_lua(&lua, &copied).unwrap();
-        assert_eq!(lua_to_value(&back).unwrap(), copied);
+        assert_eq!(lua_to_value(&lua, &back).unwrap(), copied);
         let Value::Table(t) = copied else { panic!("not a table") };
         assert_eq!(t.array.len(), 4);
         assert_eq!(t.map.len(), 1);
@@ -192,72 +261,29 @@ mod tests {
             ("return {f = print}", ValueError::Unsupported("function")),
             ("return {[{}] = 1}", ValueError::BadKey("table")),
             ("return coroutine.create(print)", ValueError::Unsupported("thread")),
+            ("local t = {} for i = 1, 100 do t = {t} end return t", ValueError::TooDeep(MAX_DEPTH)),
+            // 2^40 nodes: refused once the budget is spent, not after copying them all.
+            ("local t = {1} for _ = 1, 40 do t = {t, t} end return t", ValueError::TooLarge(MAX_PAYLOAD_BYTES)),
+            ("return string.rep('x', 65 * 1024 * 1024)", ValueError::TooLarge(MAX_PAYLOAD_BYTES)),
         ];
         for (src, want) in cases {
-            let v: LuaValue = lua.load(src).eval().unwrap();
-            assert_eq!(lua_to_value(&v), Err(want), "{src}");
+            assert_eq!(copy(&lua, src), Err(want), "{src}");
         }
     }
 
     #[test]
     fn shared_subtables_are_copied_not_refused() {
         let lua = Lua::new();
-        let v: LuaValue = lua.load("local s = {1} return {s, s}").eval().unwrap();
-        assert!(lua_to_value(&v).is_ok());
+        assert!(copy(&lua, "local s = {1} return {s, s}").is_ok());
     }
 
     #[test]
-    fn refuses_deep_nesting() {
+    fn a_table_with_a_handle_metatable_is_refused_by_its_kind() {
         let lua = Lua::new();
-        let v: LuaValue = lua.load("local t = {} for i = 1, 100 do t = {t} end return t").eval().unwrap();
-        assert_eq!(lua_to_value(&v), Err(ValueError::TooDeep(MAX_DEPTH)));
-    }
-
-    /// The raw copy (used by `send`) and the mlua copy agree, refusals included.
-    #[test]
-    fn raw_copy_matches_the_mlua_copy() {
-        let lua = Lua::new();
-        let sources = [
-            "return 1",
-            "return 'text'",
-            "return {1, 2, 'x', {a = true, [10] = 5}, name = 'n'}",
-            "return {[1.5] = 1, [true] = 'yes', {}, {{}}}",
-            "return function() end",
-            "local t = {} t.self = t return t",
-            "return {[{}] = 1}",
-            "local t = {} for i = 1, 100 do t = {t} end return t",
-        ];
-        for src in sources {
-            let v: LuaValue = lua.load(src).eval().unwrap();
-            let by_mlua = lua_to_value(&v);
-            // SAFETY: the one argument is at stack index 1 of the protected call.
-            let by_raw = unsafe {
-                let mut out = None;
-                lua.exec_raw::<()>(v, |state| {
-                    let mut path = Vec::new();
-                    out = Some(raw_to_value(state, 1, &mut path));
-                })
-                .unwrap();
-                out.unwrap()
-            };
-            match (&by_mlua, &by_raw) {
-                (Ok(a), Ok(b)) => assert_eq!(normalized(a), normalized(b), "{src}"),
-                (Err(a), Err(b)) => assert_eq!(a, b, "{src}"),
-                _ => panic!("{src}: mlua {by_mlua:?}, raw {by_raw:?}"),
-            }
-        }
-    }
-
-    /// Map parts compared regardless of traversal order.
-    fn normalized(v: &Value) -> String {
-        match v {
-            Value::Table(t) => {
-                let mut map: Vec<String> = t.map.iter().map(|(k, v)| format!("{k:?}={}", normalized(v))).collect();
-                map.sort();
-                let array: Vec<String> = t.array.iter().map(normalized).collect();
-                format!("[{}|{}]", array.join(","), map.join(","))
-            }
-            other => format!("{other:?}"),
-        }
+        let types: mlua::Table = lua.load("local mt = {} _G.handle_mt = mt return {[mt] = 'channel'}").eval().unwrap();
+        install_handle_types(&lua, types).unwrap();
+        assert_eq!(copy(&lua, "return setmetatable({}, handle_mt)"), Err(ValueError::Unsupported("channel")));
+        assert_eq!(copy(&lua, "return {inner = setmetatable({}, handle_mt)}"), Err(ValueError::Unsupported("channel")));
+        assert!(copy(&lua, "return setmetatable({1}, {})").is_ok(), "a program's own metatable is not a handle's");
     }
 }

@@ -24,4 +24,4 @@ pub use code::{ChunkCache, LuaCode};
 pub use convert::{lua_to_value, value_to_lua};
 pub use kernel::{Admission, Dest, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest, TerminalIo};
 pub use preempt::{Watchdog, WatchdogHandle, DEFAULT_TICK as DEFAULT_PREEMPT_TICK};
-pub use shard::{Shard, ShardConfig};
+pub use shard::{Shard, ShardConfig, DEFAULT_MAX_STEP};

@@ -13,10 +13,19 @@
 //!   VM (sets the interrupt), noting the step it armed for.
 //! * The interrupt runs on the shard's thread. If the shard has moved on to another step since
 //!   (armed late), it disarms and returns. If the running coroutine is a process coroutine
-//!   (its thread data is the shard's [`Preempt`]) outside the runtime's own code, it disarms
-//!   and yields it with no values, which the driver reads as "preempted: requeue". Otherwise
-//!   (the driver, a user's `coroutine.create`, a channel operation of the prelude) it stays
+//!   (its thread data is the shard's [`Preempt`]; threads a process creates inherit it) outside
+//!   the runtime's own code, it disarms and yields the `preempted` mark, which the driver reads
+//!   as "preempted: requeue" and a program's `coroutine.resume` passes up. Where it cannot yield
+//!   (a metamethod, a sort comparator, a `gsub` callback, a pattern match) it disarms and the
+//!   next look arms it again. In the driver or a channel operation of the prelude it stays
 //!   armed and looks again at the next interrupt point.
+//! * Ending a step that cannot yield: when a step has run past the shard's `max_step`, when
+//!   the running process has a `terminate` waiting in its mailbox, or when the shard shuts
+//!   down, the interrupt raises an error in the process's coroutine and stays armed: every later
+//!   interrupt point of that step raises again, so `pcall` cannot keep the process alive. `R.next`
+//!   then ends the process with that reason ([`Preempt::take_kill`]), whatever its step returned.
+//! * A guard thread (the coroutine the driver turns an error value into text in) is ended by the
+//!   first interrupt armed for its step.
 //! * The interrupt slot is the only word the watchdog writes into a VM. A shard forgets its
 //!   slot under [`Preempt::slot`]'s lock before its VM is closed, and the watchdog arms only
 //!   under that lock, so it never writes into a freed VM.
@@ -28,7 +37,7 @@
 use std::ffi::c_void;
 use std::io;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 // The flags of the run/sleep handshake, model-checked with loom (see `loom_tests`).
 #[cfg(loom)]
@@ -37,9 +46,11 @@ use loom::sync::atomic::{fence, AtomicBool as HandshakeFlag};
 use std::sync::atomic::{fence, AtomicBool as HandshakeFlag};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mlua::ffi;
+use wisp_core::{Envelope, Signal};
+use wisp_mailbox::Mailbox;
 
 /// The shortest wait between two looks of the watchdog: a busy process is preempted after one
 /// to two ticks once the watchdog has found one (see [`next_tick`]).
@@ -59,11 +70,52 @@ pub(crate) struct Preempt {
     /// built and after it is closed.
     slot: Mutex<usize>,
     watchdog: WatchdogHandle,
+    /// The longest a step may run where it cannot be preempted; `None`: no limit.
+    max_step: Option<Duration>,
+    /// The error a step ended for running past `max_step` ends its process with.
+    step_limit_text: String,
+    /// The watchdog's note of the step it saw running and when it first saw it.
+    stuck: Mutex<Option<(u32, Instant)>>,
+    /// The step that ran past `max_step` (valid while `overrun` is set; written by the watchdog).
+    overrun_step: AtomicU32,
+    overrun: AtomicBool,
+    /// Set when the shard shuts down: every step still running is ended.
+    shutting_down: AtomicBool,
+    /// The mailbox of the process of the running step, for a look for a `terminate` (null
+    /// between steps). The process outlives its step, so the pointer is valid during it.
+    mailbox: AtomicPtr<Mailbox<Envelope>>,
+    /// Why the interrupt is ending the step `killed_step` ([`Kill`] as a byte, 0: it is not).
+    /// Only the shard's thread reads and writes them.
+    killed: AtomicU8,
+    killed_step: AtomicU32,
+}
+
+/// Why a step that could not yield was ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    StepLimit = 1,
+    Terminated = 2,
+}
+
+impl Kill {
+    fn from_byte(b: u8) -> Option<Kill> {
+        match b {
+            1 => Some(Kill::StepLimit),
+            2 => Some(Kill::Terminated),
+            _ => None,
+        }
+    }
+}
+
+/// The error text of a step ended for running past `max_step`.
+fn step_limit_text(max_step: Option<Duration>) -> String {
+    let limit = max_step.map(|d| format!("{d:?}")).unwrap_or_default();
+    format!("step time limit exceeded ({limit})")
 }
 
 impl Preempt {
     /// A shard's counters, watched by `watchdog` from now on.
-    pub(crate) fn new(watchdog: &WatchdogHandle) -> Arc<Preempt> {
+    pub(crate) fn new(watchdog: &WatchdogHandle, max_step: Option<Duration>) -> Arc<Preempt> {
         let preempt = Arc::new(Preempt {
             steps: AtomicU32::new(0),
             running: HandshakeFlag::new(false),
@@ -71,6 +123,15 @@ impl Preempt {
             armed_for: AtomicU32::new(0),
             slot: Mutex::new(0),
             watchdog: watchdog.clone(),
+            max_step: max_step.filter(|d| !d.is_zero()),
+            step_limit_text: step_limit_text(max_step),
+            stuck: Mutex::new(None),
+            overrun_step: AtomicU32::new(0),
+            overrun: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            mailbox: AtomicPtr::new(std::ptr::null_mut()),
+            killed: AtomicU8::new(0),
+            killed_step: AtomicU32::new(0),
         });
         let mut shards = lock(&watchdog.shared.shards);
         shards.retain(|s| s.strong_count() > 0);
@@ -110,19 +171,101 @@ impl Preempt {
         self.running.store(false, Ordering::Release);
     }
 
-    /// The shard's thread begins a step (a process runs). Only that thread writes the count:
-    /// a plain load and store.
-    pub(crate) fn step(&self) {
+    /// The shard's thread begins a step of the process whose mailbox is `mailbox`. Only that
+    /// thread writes the count: a plain load and store.
+    pub(crate) fn step(&self, mailbox: &Arc<Mailbox<Envelope>>) {
+        self.mailbox.store(Arc::as_ptr(mailbox) as *mut _, Ordering::Relaxed);
         self.steps.store(self.steps.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// The watchdog's look: arms the VM if the shard has been in one step since the last look.
-    fn look(&self) -> Look {
+    /// The shard shuts down: steps still running are ended at their next interrupt point, and
+    /// the watchdog arms the VM at its next look.
+    pub(crate) fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the step just over was ended by the interrupt, and why; forgets it and disarms
+    /// the VM (it stayed armed to end the step). Called by the shard's thread between steps.
+    ///
+    /// # Safety
+    /// `state` must be a thread of this shard's live VM, on the shard's thread.
+    pub(crate) unsafe fn take_kill(&self, state: *mut ffi::lua_State) -> Option<Kill> {
+        // A plain load first: this runs after every step, and a swap is a locked instruction.
+        if self.killed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let kill = Kill::from_byte(self.killed.swap(0, Ordering::Relaxed))?;
+        if self.killed_step.load(Ordering::Relaxed) != self.steps.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.mailbox.store(std::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: as the caller promises.
+        unsafe { disarm(state) };
+        Some(kill)
+    }
+
+    /// The text a kill ends its process with.
+    pub(crate) fn kill_text(&self, kill: Kill) -> &str {
+        match kill {
+            Kill::StepLimit => &self.step_limit_text,
+            Kill::Terminated => "terminated",
+        }
+    }
+
+    /// Whether the step `step` must end now, and why (on the shard's thread, in the interrupt).
+    fn kill_due(&self, step: u32, may_look_at_mailbox: bool) -> Option<Kill> {
+        if self.killed_step.load(Ordering::Relaxed) == step {
+            if let Some(kill) = Kill::from_byte(self.killed.load(Ordering::Relaxed)) {
+                return Some(kill);
+            }
+        }
+        if self.overrun.load(Ordering::Acquire) && self.overrun_step.load(Ordering::Relaxed) == step {
+            return Some(Kill::StepLimit);
+        }
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Some(Kill::Terminated);
+        }
+        if may_look_at_mailbox && self.terminate_waits() {
+            return Some(Kill::Terminated);
+        }
+        None
+    }
+
+    /// Whether the running process has a `terminate` waiting in its mailbox.
+    fn terminate_waits(&self) -> bool {
+        let mailbox = self.mailbox.load(Ordering::Relaxed);
+        // SAFETY: set by `step` to the running process's mailbox, which outlives the step (its
+        // `LocalProc` holds it); this runs only during a step of that process.
+        let Some(mailbox) = (unsafe { mailbox.as_ref() }) else {
+            return false;
+        };
+        mailbox.any(|e| matches!(e, Envelope::Signal { signal: Signal::Terminate, .. }))
+    }
+
+    /// The watchdog's look: arms the VM if the shard has been in one step since the last look
+    /// (or shuts down), and notes a step that ran past `max_step`.
+    fn look(&self, now: Instant) -> Look {
         let running = self.running.load(Ordering::SeqCst);
         let steps = self.steps.load(Ordering::Relaxed);
         let seen = self.seen.swap(steps, Ordering::Relaxed);
-        if !running || steps != seen {
+        let shutting_down = self.shutting_down.load(Ordering::Relaxed);
+        if !running || (steps != seen && !shutting_down) {
+            *lock(&self.stuck) = Some((steps, now));
             return Look { running, armed: false };
+        }
+        if let Some(max_step) = self.max_step {
+            let mut stuck = lock(&self.stuck);
+            let since = match *stuck {
+                Some((step, since)) if step == steps => since,
+                _ => {
+                    *stuck = Some((steps, now));
+                    now
+                }
+            };
+            if now.duration_since(since) >= max_step {
+                self.overrun_step.store(steps, Ordering::Relaxed);
+                self.overrun.store(true, Ordering::Release);
+            }
         }
         let slot = lock(&self.slot);
         if *slot == 0 {
@@ -224,8 +367,9 @@ impl WatchdogShared {
     /// Looks at every shard.
     fn look_all(&self) -> Look {
         let mut all = Look::default();
+        let now = Instant::now();
         for shard in lock(&self.shards).iter().filter_map(Weak::upgrade) {
-            let look = shard.look();
+            let look = shard.look(now);
             all.running |= look.running;
             all.armed |= look.armed;
         }
@@ -270,23 +414,83 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The low bit of a thread's mark (its thread data, otherwise the shard's `Preempt`): a guard
+/// thread, ended by the first interrupt armed for its step.
+const GUARD_TAG: usize = 1;
+const _: () = assert!(std::mem::align_of::<Preempt>() > GUARD_TAG);
+
+/// What the interrupt yields when it preempts: the address of this static, as a light
+/// userdata (no program can make one).
+static PREEMPTED: u8 = 0;
+
+/// The `preempted` mark's address (see [`PREEMPTED`]).
+pub(crate) fn preempted_mark() -> *mut c_void {
+    std::ptr::addr_of!(PREEMPTED) as *mut c_void
+}
+
+/// The text a guard thread ends with.
+pub(crate) const NOT_PRINTABLE: &str = "error value is not printable";
+
 /// Marks the coroutine on top of `state`'s stack as a process coroutine of this shard.
 ///
 /// # Safety
 /// The top of the stack must be a thread, and `preempt` must outlive every thread of the VM.
 pub(crate) unsafe fn mark_top(state: *mut ffi::lua_State, preempt: *const Preempt) {
-    let thread = ffi::lua_tothread(state, -1);
-    if !thread.is_null() {
-        ffi::lua_setthreaddata(thread, preempt as *mut c_void);
+    // SAFETY: as the caller promises.
+    unsafe { set_top_mark(state, preempt as usize) }
+}
+
+/// Marks the coroutine on top of `state`'s stack as a guard thread of this shard.
+///
+/// # Safety
+/// As [`mark_top`].
+pub(crate) unsafe fn mark_guard_top(state: *mut ffi::lua_State, preempt: *const Preempt) {
+    // SAFETY: as the caller promises.
+    unsafe { set_top_mark(state, preempt as usize | GUARD_TAG) }
+}
+
+/// # Safety
+/// As [`mark_top`].
+unsafe fn set_top_mark(state: *mut ffi::lua_State, mark: usize) {
+    // SAFETY: the caller promises a thread on top of a live state's stack.
+    unsafe {
+        let thread = ffi::lua_tothread(state, -1);
+        if !thread.is_null() {
+            ffi::lua_setthreaddata(thread, mark as *mut c_void);
+        }
     }
 }
 
+/// Makes every thread created from a marked thread inherit its mark: a coroutine a process
+/// makes is that process's, preempted and ended like its main coroutine.
+pub(crate) fn inherit_thread_marks(lua: &mlua::Lua) -> mlua::Result<()> {
+    // SAFETY: sets a field of the VM's callbacks; nothing is pushed.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            (*ffi::lua_callbacks(state)).userthread = Some(inherit_mark);
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn inherit_mark(parent: *mut ffi::lua_State, child: *mut ffi::lua_State) {
+    if parent.is_null() {
+        return; // a thread being freed
+    }
+    // SAFETY: both are live threads of one VM (Luau calls this as it creates `child`).
+    unsafe { ffi::lua_setthreaddata(child, ffi::lua_getthreaddata(parent)) };
+}
+
 /// Clears the interrupt of `state`'s VM (on the VM's own thread).
-unsafe fn disarm(state: *mut ffi::lua_State) {
-    let slot = std::ptr::addr_of_mut!((*ffi::lua_callbacks(state)).interrupt).cast::<usize>();
+///
+/// # Safety
+/// `state` must be a thread of a live VM, on the thread running it.
+pub(crate) unsafe fn disarm(state: *mut ffi::lua_State) {
     // SAFETY: the field is an aligned pointer-sized word of the live VM; the watchdog's stores
     // to it are atomic too (see `Preempt::look`).
-    AtomicUsize::from_ptr(slot).store(0, Ordering::Release);
+    unsafe {
+        let slot = std::ptr::addr_of_mut!((*ffi::lua_callbacks(state)).interrupt).cast::<usize>();
+        AtomicUsize::from_ptr(slot).store(0, Ordering::Release);
+    }
 }
 
 /// The interrupt as the VM's callback slot holds it.
@@ -296,22 +500,62 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     if gc >= 0 {
         return; // the collector's steps: not a place to yield
     }
-    // SAFETY: thread data is either null or a pointer set by `mark_top` to the shard's Preempt,
-    // which lives as long as the VM (the shard's Core holds it, and outlives the VM).
-    let Some(preempt) = (ffi::lua_getthreaddata(state) as *const Preempt).as_ref() else {
+    // SAFETY: thread data is either null or a mark set by `set_top_mark` or `inherit_mark`: the
+    // shard's Preempt (with the guard bit), which lives as long as the VM (the shard's Core
+    // holds it, and outlives the VM).
+    let mark = unsafe { ffi::lua_getthreaddata(state) } as usize;
+    let Some(preempt) = (unsafe { ((mark & !GUARD_TAG) as *const Preempt).as_ref() }) else {
         return; // not a process coroutine: look again at the next interrupt point
     };
-    if preempt.armed_for.load(Ordering::Relaxed) != preempt.steps.load(Ordering::Relaxed) {
-        disarm(state); // the step it was armed for is over
+    let step = preempt.steps.load(Ordering::Relaxed);
+    let armed_for_step = preempt.armed_for.load(Ordering::Relaxed) == step;
+    // SAFETY: `state` is running, on this thread.
+    let yieldable = unsafe { ffi::lua_isyieldable(state) } != 0;
+    if let Some(kill) = preempt.kill_due(step, armed_for_step && !yieldable) {
+        // Stays armed: each later interrupt point of this step raises again.
+        preempt.killed_step.store(step, Ordering::Relaxed);
+        preempt.killed.store(kill as u8, Ordering::Relaxed);
+        // SAFETY: raising from the interrupt unwinds the running Lua code; this frame holds
+        // nothing that needs dropping.
+        unsafe { raise(state, preempt.kill_text(kill)) };
+    }
+    if !armed_for_step {
+        // SAFETY: on the VM's own thread.
+        unsafe { disarm(state) }; // the step it was armed for is over
         return;
     }
-    if in_runtime_code(state) {
+    if mark & GUARD_TAG != 0 {
+        // SAFETY: as above.
+        unsafe {
+            disarm(state);
+            raise(state, NOT_PRINTABLE);
+        }
+    }
+    // SAFETY: `state` is running, on this thread.
+    if unsafe { in_runtime_code(state) } {
         // Channel operations in the prelude must not be split by a preemption.
         return;
     }
-    disarm(state);
-    if ffi::lua_isyieldable(state) != 0 {
-        ffi::lua_yield(state, 0);
+    // SAFETY: as above; the mark is pushed only where the stack has room for it.
+    unsafe {
+        disarm(state);
+        if yieldable && ffi::lua_checkstack(state, 1) != 0 {
+            ffi::lua_pushlightuserdata(state, preempted_mark());
+            ffi::lua_yield(state, 1);
+        }
+    }
+}
+
+/// Raises `text` as a Lua error on `state`.
+///
+/// # Safety
+/// `state` must be running Lua code on this thread, with no Rust value to drop above the
+/// catching frame.
+unsafe fn raise(state: *mut ffi::lua_State, text: &str) -> ! {
+    // SAFETY: as the caller promises; the text is copied into the VM before the raise.
+    unsafe {
+        ffi::lua_pushlstring_(state, text.as_ptr() as *const _, text.len());
+        ffi::lua_error(state)
     }
 }
 
@@ -351,6 +595,15 @@ mod tests {
         }
     }
 
+    struct NoWake;
+    impl wisp_mailbox::Wake for NoWake {
+        fn wake(&self, _: u32) {}
+    }
+
+    fn test_mailbox() -> Arc<Mailbox<Envelope>> {
+        Arc::new(Mailbox::new(Arc::new(NoWake), 0))
+    }
+
     /// Waits until `slot` holds the interrupt, or the timeout.
     fn armed_within_timeout(slot: &AtomicUsize) -> bool {
         let deadline = Instant::now() + TIMEOUT;
@@ -366,13 +619,14 @@ mod tests {
     #[test]
     fn a_step_that_outlasts_a_look_gets_the_interrupt_for_that_step() {
         let watchdog = Watchdog::start(Duration::from_micros(100)).expect("the watchdog starts");
-        let preempt = Preempt::new(&watchdog.handle());
+        let preempt = Preempt::new(&watchdog.handle(), None);
+        let mailbox = test_mailbox();
         // Stands in for a VM's interrupt slot.
         let slot = AtomicUsize::new(0);
         *lock(&preempt.slot) = slot.as_ptr() as usize;
         preempt.begin_run();
-        preempt.step();
-        preempt.step();
+        preempt.step(&mailbox);
+        preempt.step(&mailbox);
         assert!(armed_within_timeout(&slot), "a running step is armed");
         assert_eq!(preempt.armed_for.load(Ordering::Relaxed), 2, "armed for the step that runs");
         preempt.end_run();
@@ -382,7 +636,8 @@ mod tests {
     #[test]
     fn a_shard_that_begins_a_run_wakes_a_parked_watchdog() {
         let watchdog = Watchdog::start(Duration::from_micros(100)).expect("the watchdog starts");
-        let preempt = Preempt::new(&watchdog.handle());
+        let preempt = Preempt::new(&watchdog.handle(), None);
+        let mailbox = test_mailbox();
         let slot = AtomicUsize::new(0);
         *lock(&preempt.slot) = slot.as_ptr() as usize;
         // Nothing runs: the watchdog parks.
@@ -392,7 +647,7 @@ mod tests {
         }
         assert!(watchdog.shared.idle.load(Ordering::SeqCst), "the watchdog parks while nothing runs");
         preempt.begin_run();
-        preempt.step();
+        preempt.step(&mailbox);
         assert!(armed_within_timeout(&slot), "the woken watchdog arms the long step");
         preempt.end_run();
         preempt.forget_vm();

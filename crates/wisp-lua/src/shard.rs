@@ -77,7 +77,14 @@ pub struct ShardConfig {
     pub gc_goal: i32,
     pub gc_step_multiplier: i32,
     pub gc_step_size_kb: i32,
+    /// The longest one step may run where it cannot be preempted (a metamethod, a sort
+    /// comparator, a pattern match); past it the process ends with `step time limit exceeded`.
+    /// `None`: no limit.
+    pub max_step: Option<Duration>,
 }
+
+/// The default of [`ShardConfig::max_step`] (the contract's `limits.max_step`).
+pub const DEFAULT_MAX_STEP: Duration = Duration::from_secs(5);
 
 impl Default for ShardConfig {
     fn default() -> Self {
@@ -92,6 +99,7 @@ impl Default for ShardConfig {
             gc_goal: 300,
             gc_step_multiplier: 300,
             gc_step_size_kb: 4,
+            max_step: Some(DEFAULT_MAX_STEP),
         }
     }
 }
@@ -135,8 +143,6 @@ pub(crate) struct Core {
     current: AtomicU32,
     /// Processes the running process has spawned in its current step (see `SpawnRequest::burst`).
     spawned_in_step: AtomicU32,
-    /// Threads in `R.next`'s pool (only the thread running the shard touches it).
-    pooled_threads: AtomicU32,
     /// The PID string a process of this shard last sent to, parsed.
     last_dest: RunState<Option<KnownDest>>,
     /// The driver's table of process records is keyed by these reused slots (a record's slot
@@ -463,6 +469,7 @@ impl Shard {
         chunks: Arc<ChunkCache>,
         config: ShardConfig,
     ) -> mlua::Result<Arc<Shard>> {
+        let preempt = Preempt::new(watchdog, config.max_step);
         let core = Arc::new(Core {
             kernel,
             timers,
@@ -483,10 +490,9 @@ impl Shard {
             shard: OnceLock::new(),
             current: AtomicU32::new(u32::MAX),
             spawned_in_step: AtomicU32::new(0),
-            pooled_threads: AtomicU32::new(0),
             last_dest: RunState::new(None),
             record_slots: RunState::new(Slab::new()),
-            preempt: Preempt::new(watchdog),
+            preempt,
         });
         let vm = build_vm(&core)?;
         let shard = Arc::new(Shard { core: core.clone(), vm: Mutex::new(Some(vm)) });
@@ -531,6 +537,8 @@ impl Shard {
     /// Drops the VM and every process in it; their mailboxes close. Breaks the reference cycle
     /// between the shard and its Lua callbacks.
     pub fn shutdown(&self) {
+        // A step that cannot yield is ended at its next interrupt point, so the lock comes free.
+        self.core.preempt.shut_down();
         let mut vm = lock(&self.vm);
         drop(vm.take());
         // Still under the `vm` lock: `procs` is `RunState`.
@@ -653,6 +661,11 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     globals.set("channel", prelude.get::<Table>("channel")?)?;
     let coroutine: Table = globals.get("coroutine")?;
     coroutine.set("spawn", prelude.get::<Function>("coroutine_spawn")?)?;
+    // A wait or a preemption inside a coroutine a program made is passed up to the coroutine
+    // the driver runs (see `settle_resume` in the prelude).
+    coroutine.set("resume", prelude.get::<Function>("coroutine_resume")?)?;
+    coroutine.set("wrap", prelude.get::<Function>("coroutine_wrap")?)?;
+    coroutine.set("close", prelude.get::<Function>("coroutine_close")?)?;
     let make_require: Function = prelude.get("make_require")?;
     globals.set("require", make_require.call::<Function>(lua.create_table()?)?)?;
     for pair in prelude.get::<Table>("casts")?.pairs::<String, Function>() {
@@ -661,7 +674,16 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     }
     let print_fn: Function = prelude.get("print")?;
     globals.set("print", print_fn)?;
-    for name in ["getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "collectgarbage"] {
+    globals.set("debug", prelude.get::<Table>("debug")?)?;
+    let string: Table = globals.get("string")?;
+    string.set("rep", prelude.get::<Function>("string_rep")?)?;
+    let os: Table = globals.get("os")?;
+    os.set("time", prelude.get::<Function>("os_time")?)?;
+    // The random generator's state is the VM's, shared by its processes: none may seed it.
+    let math: Table = globals.get("math")?;
+    math.set("randomseed", lua.create_function(|_, _: mlua::MultiValue| Ok(()))?)?;
+    // `gcinfo` and `collectgarbage` report on (or act on) the heap of every process of the shard.
+    for name in ["getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "collectgarbage", "gcinfo"] {
         globals.set(name, LuaValue::Nil)?;
     }
     let env_mt = lua.create_table()?;
@@ -671,6 +693,15 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 
     lua.sandbox(true)?;
     env_mt.set_readonly(true);
+    // Every table the processes of this shard share, frozen deep: the globals and libraries,
+    // the string metatable (and what it reaches).
+    let deep_freeze: Function = prelude.get("deep_freeze")?;
+    deep_freeze.call::<()>(globals.clone())?;
+    let string_mt: Option<Table> = lua.load("return getmetatable('')").set_name("=wisp").call(())?;
+    deep_freeze.call::<()>(string_mt)?;
+    // Handles' metatables, for the payload copy to refuse them (see `convert::raw_table`).
+    crate::convert::install_handle_types(&lua, prelude.get::<Table>("handle_types")?)?;
+    crate::preempt::inherit_thread_marks(&lua)?;
     core.preempt.watch_vm(&lua)?;
     let config = &core.config;
     lua.gc_set_mode(mlua::prelude::LuaGcMode::Incremental(
@@ -681,20 +712,18 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     ));
 
     crate::message::install(&lua, Arc::as_ptr(core))?;
-    let parked: Table = prelude.get("parked")?;
-    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![LuaValue::Table(parked)])?;
+    let parked: LuaValue = prelude.get("parked")?;
+    let recv = raw_callback(&lua, core, raw_recv, c"recv", vec![parked])?;
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let next = raw_callback(&lua, core, raw_next, c"next", Vec::new())?;
     // What R.next works on (see NEXT_BODY), in that order: the driver's `body`, the environment
-    // metatable, the chunk table, the driver's process records, the thread pool, the record
-    // template, and the table the sandbox made read-only (not the main thread's own writable
+    // metatable, the chunk table, the driver's process records, the record template, and the table the sandbox made read-only (not the main thread's own writable
     // global table, which the sandbox put in front of it).
     let tables = [
         LuaValue::Function(prelude.get("body")?),
         LuaValue::Table(env_mt),
         LuaValue::Table(lua.create_table()?),
         LuaValue::Table(prelude.get("procs")?),
-        LuaValue::Table(lua.create_table()?),
         LuaValue::Table(record_template(&lua)?),
         LuaValue::Table(globals),
     ];
@@ -726,7 +755,7 @@ fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
 }
 
 /// The driver thread's stack: `R.next` in slot 1, the tables it works on in `NEXT_BODY..=
-/// NEXT_GLOBALS` (slots 2 to 8), and the prelude's `drive` in this slot.
+/// NEXT_GLOBALS` (slots 2 to 7), and the prelude's `drive` in this slot.
 const DRIVER_DRIVE: c_int = NEXT_GLOBALS + 1;
 
 impl Vm {
@@ -786,7 +815,13 @@ fn record_template(lua: &Lua) -> mlua::Result<Table> {
     Ok(template)
 }
 
-/// Looks up the running process; Lua always passes its token.
+/// The token of the process whose code runs now: Rust's own record (set by `R.next` before any
+/// of the process's code runs), never a value a program could make.
+fn running(core: &Core) -> u32 {
+    core.current.load(Ordering::Relaxed)
+}
+
+/// Looks up a process of this shard by token.
 fn with_proc<R>(core: &Core, token: u32, f: impl FnOnce(&mut LocalProc) -> R) -> mlua::Result<R> {
     let mut procs = core.procs.borrow_mut();
     match procs.get_mut(&token) {
@@ -806,8 +841,8 @@ fn parse_dest<'a>(core: &Core, dest: &'a str) -> Dest<'a> {
     }
 }
 
-fn args_to_values(args: &[LuaValue]) -> Result<Vec<Value>, wisp_core::ValueError> {
-    args.iter().map(lua_to_value).collect()
+fn args_to_values(lua: &Lua, args: &[LuaValue]) -> Result<Vec<Value>, wisp_core::ValueError> {
+    args.iter().map(|v| lua_to_value(lua, v)).collect()
 }
 
 /// A number of nanoseconds or a Go-style duration string; zero or negative is refused.
@@ -850,19 +885,12 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     r.set(
         "spawn_with",
         lua.create_function(
-            move |_,
-                  (token, flags, opts, entry, host, args): (
-                u32,
-                u8,
-                Option<Table>,
-                String,
-                String,
-                Variadic<LuaValue>,
-            )| {
+            move |lua, (flags, opts, entry, host, args): (u8, Option<Table>, String, String, Variadic<LuaValue>)| {
+                let token = running(&c);
                 let (parent, parent_context, actor, scope) =
                     with_proc(&c, token, |p| (p.pid, p.context.clone(), p.actor.clone(), p.scope.clone()))?;
                 let fail = |e: String| mlua::Error::runtime(format!("process.spawn: {e}"));
-                let args = args_to_values(&args).map_err(|e| fail(e.to_string()))?;
+                let args = args_to_values(lua, &args).map_err(|e| fail(e.to_string()))?;
                 let flags = SpawnFlags { monitor: flags & 1 != 0, link: flags & 2 != 0 };
                 let mut request = SpawnRequest {
                     parent,
@@ -881,12 +909,14 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                 if let Some(opts) = opts {
                     request.name = opts.get("name")?;
                     if let Some(context) = opts.get::<Option<Table>>("context")? {
-                        let added = lua_to_value(&LuaValue::Table(context)).map_err(|e| fail(e.to_string()))?;
+                        let added = lua_to_value(lua, &LuaValue::Table(context)).map_err(|e| fail(e.to_string()))?;
                         request.context = Some(Arc::new(merge_context(request.context.as_deref(), added)));
                     }
                     for (field, slot) in [("actor", &mut request.actor), ("scope", &mut request.scope)] {
                         if let Some(t) = opts.get::<Option<Table>>(field)? {
-                            *slot = Some(Arc::new(lua_to_value(&LuaValue::Table(t)).map_err(|e| fail(e.to_string()))?));
+                            *slot = Some(Arc::new(
+                                lua_to_value(lua, &LuaValue::Table(t)).map_err(|e| fail(e.to_string()))?,
+                            ));
                         }
                     }
                     if let Some(messages) = opts.get::<Option<Table>>("messages")? {
@@ -895,7 +925,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                             let topic: String = m.get(1)?;
                             let payloads: Variadic<LuaValue> =
                                 m.get::<Table>(2)?.sequence_values().collect::<mlua::Result<_>>()?;
-                            let payloads = args_to_values(&payloads).map_err(|e| fail(e.to_string()))?;
+                            let payloads = args_to_values(lua, &payloads).map_err(|e| fail(e.to_string()))?;
                             request.messages.push((topic.into(), payloads));
                         }
                     }
@@ -914,8 +944,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "context",
-        lua.create_function(move |lua, token: u32| {
-            let context = with_proc(&c, token, |p| p.context.clone())?;
+        lua.create_function(move |lua, ()| {
+            let context = with_proc(&c, running(&c), |p| p.context.clone())?;
             match context {
                 Some(v) => value_to_lua(lua, &v),
                 None => Ok(LuaValue::Table(lua.create_table()?)),
@@ -925,8 +955,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "security",
-        lua.create_function(move |lua, token: u32| {
-            let (actor, scope) = with_proc(&c, token, |p| (p.actor.clone(), p.scope.clone()))?;
+        lua.create_function(move |lua, ()| {
+            let (actor, scope) = with_proc(&c, running(&c), |p| (p.actor.clone(), p.scope.clone()))?;
             let to_lua = |v: Option<Arc<Value>>| match v {
                 Some(v) => value_to_lua(lua, &v),
                 None => Ok(LuaValue::Nil),
@@ -937,13 +967,13 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "can",
-        lua.create_function(move |_, (token, action, resource): (u32, String, String)| {
-            let (actor, scope) = with_proc(&c, token, |p| (p.actor.clone(), p.scope.clone()))?;
+        lua.create_function(move |_, (action, resource): (String, String)| {
+            let (actor, scope) = with_proc(&c, running(&c), |p| (p.actor.clone(), p.scope.clone()))?;
             Ok(crate::security::can(actor.as_deref(), scope.as_deref(), &action, &resource))
         })?,
     )?;
     let c = core.clone();
-    r.set("entry", lua.create_function(move |_, token: u32| with_proc(&c, token, |p| p.code.entry.clone()))?)?;
+    r.set("entry", lua.create_function(move |_, ()| with_proc(&c, running(&c), |p| p.code.entry.clone()))?)?;
     r.set(
         "uuid",
         lua.create_function(|_, version: u8| {
@@ -958,8 +988,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "listen",
-        lua.create_function(move |_, (token, topic, as_message): (u32, String, bool)| {
-            with_proc(&c, token, |p| {
+        lua.create_function(move |_, (topic, as_message): (String, bool)| {
+            with_proc(&c, running(&c), |p| {
                 let extra = p.extra_mut();
                 extra.next_listener += 1;
                 let id = extra.next_listener;
@@ -975,8 +1005,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "unlisten",
-        lua.create_function(move |_, (token, topic): (u32, String)| {
-            with_proc(&c, token, |p| {
+        lua.create_function(move |_, topic: String| {
+            with_proc(&c, running(&c), |p| {
                 let extra = p.extra_mut();
                 if let Some(ListenerId(id)) = extra.router.unlisten(&topic) {
                     extra.message_listeners.retain(|l| *l != id);
@@ -988,7 +1018,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "signal",
-        lua.create_function(move |_, (token, kind, dest, reason): (u32, String, String, LuaValue)| {
+        lua.create_function(move |lua, (kind, dest, reason): (String, String, LuaValue)| {
+            let token = running(&c);
             let me = with_proc(&c, token, |p| p.pid)?;
             let signal = match kind.as_str() {
                 "monitor" => Signal::Monitor,
@@ -997,7 +1028,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                 "unlink" => Signal::Unlink,
                 "terminate" => Signal::Terminate,
                 "cancel" => Signal::Cancel(
-                    lua_to_value(&reason).map_err(|e| mlua::Error::runtime(format!("process.cancel: {e}")))?,
+                    lua_to_value(lua, &reason).map_err(|e| mlua::Error::runtime(format!("process.cancel: {e}")))?,
                 ),
                 other => return Err(mlua::Error::runtime(format!("unknown signal {other}"))),
             };
@@ -1037,8 +1068,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "register",
-        lua.create_function(move |_, (token, name, pid): (u32, String, Option<String>)| {
-            let me = with_proc(&c, token, |p| p.pid)?;
+        lua.create_function(move |_, (name, pid): (String, Option<String>)| {
+            let me = with_proc(&c, running(&c), |p| p.pid)?;
             let target = match pid {
                 None => me,
                 Some(text) => match c.kernel.parse_pid(&text) {
@@ -1055,7 +1086,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "lookup",
-        lua.create_function(move |_, (_token, name): (u32, String)| {
+        lua.create_function(move |_, name: String| {
             Ok(match c.kernel.lookup_name(&name) {
                 Some(pid) => (Some(c.kernel.render_pid(pid)), None),
                 None => (None, Some(format!("no process registered as `{name}`"))),
@@ -1063,16 +1094,13 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
         })?,
     )?;
     let c = core.clone();
-    r.set(
-        "unregister",
-        lua.create_function(move |_, (_token, name): (u32, String)| Ok(c.kernel.unregister_name(&name)))?,
-    )?;
+    r.set("unregister", lua.create_function(move |_, name: String| Ok(c.kernel.unregister_name(&name)))?)?;
 
     let c = core.clone();
     r.set(
         "get_options",
-        lua.create_function(move |lua, token: u32| {
-            let trap = with_proc(&c, token, |p| p.extra().trap_links)?;
+        lua.create_function(move |lua, ()| {
+            let trap = with_proc(&c, running(&c), |p| p.extra().trap_links)?;
             let t = lua.create_table()?;
             t.set("trap_links", trap)?;
             Ok(t)
@@ -1081,7 +1109,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "set_options",
-        lua.create_function(move |_, (token, opts): (u32, Table)| {
+        lua.create_function(move |_, opts: Table| {
             let mut trap = None;
             for pair in opts.pairs::<LuaValue, LuaValue>() {
                 let (k, v) = pair?;
@@ -1098,7 +1126,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                     }
                 }
             }
-            with_proc(&c, token, |p| {
+            with_proc(&c, running(&c), |p| {
                 if let Some(t) = trap {
                     p.extra_mut().trap_links = t;
                 }
@@ -1110,10 +1138,10 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "timer",
-        lua.create_function(move |_, (token, delay): (u32, LuaValue)| {
+        lua.create_function(move |_, delay: LuaValue| {
             let delay = parse_delay(&delay)?;
             let timers = c.timers.clone();
-            with_proc(&c, token, move |p| {
+            with_proc(&c, running(&c), move |p| {
                 let extra = p.extra_mut();
                 extra.next_timer += 1;
                 let id = extra.next_timer;
@@ -1133,8 +1161,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "cancel_timer",
-        lua.create_function(move |_, (token, id): (u32, u64)| {
-            let timer = with_proc(&c, token, |p| {
+        lua.create_function(move |_, id: u64| {
+            let timer = with_proc(&c, running(&c), |p| {
                 let timers = &mut p.extra_mut().timers;
                 let i = timers.iter().position(|(t, _)| *t == id)?;
                 Some(timers.swap_remove(i).1)
@@ -1149,11 +1177,22 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     )?;
     r.set("now", lua.create_function(|_, ()| Ok(now_seconds()))?)?;
 
+    // What the watchdog's interrupt yields (see `preempt::interrupt`): a light userdata, which
+    // no program can make.
+    r.set("preempted", LuaValue::LightUserData(mlua::LightUserData(preempt::preempted_mark())))?;
+    let c = core.clone();
+    r.set(
+        "guard",
+        lua.create_function(move |lua, co: Thread| {
+            // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
+            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_guard_top(state, Arc::as_ptr(&c.preempt))) }
+        })?,
+    )?;
     let c = core.clone();
     r.set(
         "mark_thread",
-        lua.create_function(move |lua, (token, co): (u32, Thread)| {
-            with_proc(&c, token, |p| p.multi = true)?;
+        lua.create_function(move |lua, co: Thread| {
+            with_proc(&c, running(&c), |p| p.multi = true)?;
             // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
             unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_top(state, Arc::as_ptr(&c.preempt))) }
         })?,
@@ -1162,8 +1201,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "require",
-        lua.create_function(move |lua, (token, name): (u32, String)| {
-            let code = with_proc(&c, token, |p| p.code.clone())?;
+        lua.create_function(move |lua, name: String| {
+            let code = with_proc(&c, running(&c), |p| p.code.clone())?;
             if let Some(library) = code.imports.get(&name) {
                 let chunk = load_chunk(lua, &c, library)?;
                 // Clone the chunk on the calling coroutine so the library sees the process's globals.
@@ -1186,8 +1225,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "print",
-        lua.create_function(move |_, (token, line): (u32, mlua::LuaString)| {
-            let pid = with_proc(&c, token, |p| p.pid)?;
+        lua.create_function(move |_, line: mlua::LuaString| {
+            let pid = with_proc(&c, running(&c), |p| p.pid)?;
             c.kernel.print(pid, &line.to_string_lossy());
             Ok(())
         })?,
@@ -1196,8 +1235,8 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
     let c = core.clone();
     r.set(
         "io",
-        lua.create_function(move |_, (token, op, args): (u32, String, Variadic<LuaValue>)| {
-            let pid = with_proc(&c, token, |p| p.pid)?;
+        lua.create_function(move |_, (op, args): (String, Variadic<LuaValue>)| {
+            let pid = with_proc(&c, running(&c), |p| p.pid)?;
             let Some(term) = c.kernel.terminal(pid) else {
                 return Err(mlua::Error::runtime("io is only available in the terminal host"));
             };
@@ -1340,7 +1379,7 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     }
     let topic_bytes = crate::convert::raw_bytes(state, 2);
     let mut payloads = wisp_core::Payloads::with_capacity((top - 2).max(0) as usize);
-    let mut path = Vec::new();
+    let mut path = crate::convert::Copier::new();
     for idx in 3..=top {
         let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
         payloads.push(value);
@@ -1731,7 +1770,7 @@ unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int 
 /// An ended process's result, read from the stack at `idx`.
 unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int) -> ExitResult {
     if !is_error {
-        let mut path = Vec::new();
+        let mut path = crate::convert::Copier::new();
         return ExitResult::Value(
             crate::convert::raw_to_value(state, idx, &mut path).unwrap_or_else(|e| Value::from(e.to_string())),
         );
@@ -1762,7 +1801,17 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
+        // A step the interrupt ended (see `preempt.rs`) ends its process, whatever it returned.
+        let killed = core.preempt.take_kill(state);
         match status {
+            _ if killed.is_some() => {
+                let text = killed.map(|kill| core.preempt.kill_text(kill).to_string()).unwrap_or_default();
+                let ended = core.procs.borrow_mut().remove(&prev);
+                if let Some(p) = ended {
+                    drop_record(state, core, p.record);
+                    finish(core, *p, ExitResult::Error(text));
+                }
+            }
             S_DONE => {
                 let is_error = ffi::lua_toboolean(state, 3) != 0;
                 let result = result_at(state, is_error, 4);
@@ -1798,7 +1847,7 @@ unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
         };
         core.current.store(token, Ordering::Relaxed);
         core.spawned_in_step.store(0, Ordering::Relaxed);
-        core.preempt.step();
+        core.preempt.step(&p.mailbox);
         if p.init.is_some() {
             drop(procs);
             match start_process(state, core, token)? {
@@ -2052,15 +2101,14 @@ fn slice_over(core: &Core, after_long_step: bool) -> bool {
 /// What the driver passes `R.next` after the previous step's outcome (its arguments 5 to 11,
 /// numbered by their slots on the driver thread, see `DRIVER_DRIVE`): the driver's `body`, the
 /// environment metatable, the table of loaded chunks by entry, the driver's table of process
-/// records, the pool of reset threads, the template of a process record and the shard's
+/// records, the template of a process record and the shard's
 /// read-only globals.
 const NEXT_BODY: c_int = 2;
 const NEXT_ENV_MT: c_int = 3;
 const NEXT_CHUNKS: c_int = 4;
 const NEXT_PROCS: c_int = 5;
-const NEXT_THREAD_POOL: c_int = 6;
-const NEXT_RECORD_TEMPLATE: c_int = 7;
-const NEXT_GLOBALS: c_int = 8;
+const NEXT_RECORD_TEMPLATE: c_int = 6;
+const NEXT_GLOBALS: c_int = 7;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
 const NEXT_ARGS: c_int = 4;
@@ -2075,10 +2123,6 @@ const NEXT_TABLES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
 const fn next_slot(table: c_int) -> c_int {
     NEXT_ARGS + table - NEXT_BODY + 1
 }
-
-/// Finished main coroutines a shard keeps, reset, for the next processes it starts: a new
-/// thread is an allocation of about 1.2 KB and, later, work for the collector.
-const MAX_POOLED_THREADS: u32 = 64;
 
 /// Starts a newly admitted process: makes its coroutine and the driver's record of it, and runs
 /// it up to its first wait. Like [`resume_parked`], returns `None` when the step is over (it
@@ -2109,7 +2153,9 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         }
     };
     let chunk = base + 1;
-    let co = take_pooled_thread(state, core).unwrap_or_else(|| ffi::lua_newthread(state));
+    // A new thread for every process: a coroutine serves one process for its whole life, so no
+    // handle to it a program kept can reach a later process.
+    let co = ffi::lua_newthread(state);
     if ffi::lua_checkstack(co, 4) == 0 {
         return Err("out of Lua stack".into());
     }
@@ -2123,7 +2169,7 @@ unsafe fn start_process(state: *mut mlua::ffi::lua_State, core: &Core, token: u3
         // Code that never assigns a global reads the shard's read-only globals directly (the
         // environment it was loaded with): no table, no clone of the chunk, and its functions
         // without upvalues are shared (`DUPCLOSURE` reuses a closure whose environment
-        // matches). A pooled thread may still hold the table of the process before.
+        // matches).
         ffi::lua_pushvalue(state, next_slot(NEXT_GLOBALS));
     }
     ffi::lua_xmove(state, co, 1);
@@ -2239,7 +2285,6 @@ unsafe fn settle_return(
         drop_record(state, core, p.record);
         finish(core, *p, result);
     }
-    pool_thread(state, core, co);
     true
 }
 
@@ -2252,37 +2297,6 @@ unsafe fn drop_record(state: *mut mlua::ffi::lua_State, core: &Core, record: u32
     ffi::lua_pushnil(state);
     ffi::lua_rawseti(state, next_slot(NEXT_PROCS), record as ffi::lua_Integer);
     core.record_slots.borrow_mut().try_remove(record as usize - 1);
-}
-
-/// Keeps a finished main coroutine for a later process, reset, if the pool has room. Nothing
-/// else refers to it: its process's record and `LocalProc` are gone, and a thread cannot be
-/// sent to another process.
-unsafe fn pool_thread(state: *mut mlua::ffi::lua_State, core: &Core, co: *mut mlua::ffi::lua_State) {
-    use mlua::ffi;
-    let pooled = core.pooled_threads.load(Ordering::Relaxed);
-    if pooled >= MAX_POOLED_THREADS || ffi::lua_checkstack(state, 1) == 0 {
-        return;
-    }
-    ffi::lua_resetthread(co);
-    ffi::lua_pushthread(co);
-    ffi::lua_xmove(co, state, 1);
-    ffi::lua_rawseti(state, next_slot(NEXT_THREAD_POOL), (pooled + 1) as ffi::lua_Integer);
-    core.pooled_threads.store(pooled + 1, Ordering::Relaxed);
-}
-
-/// Pushes a pooled thread and returns it, if the pool has one.
-unsafe fn take_pooled_thread(state: *mut mlua::ffi::lua_State, core: &Core) -> Option<*mut mlua::ffi::lua_State> {
-    use mlua::ffi;
-    let pooled = core.pooled_threads.load(Ordering::Relaxed);
-    if pooled == 0 {
-        return None;
-    }
-    let pool = next_slot(NEXT_THREAD_POOL);
-    ffi::lua_rawgeti(state, pool, pooled as ffi::lua_Integer);
-    ffi::lua_pushnil(state);
-    ffi::lua_rawseti(state, pool, pooled as ffi::lua_Integer);
-    core.pooled_threads.store(pooled - 1, Ordering::Relaxed);
-    Some(ffi::lua_tothread(state, -1))
 }
 
 /// Pushes `record, false, ok, results...` for the driver, moving the coroutine's results.
@@ -2386,7 +2400,7 @@ unsafe fn spawn_from_stack(
     let entry = text_arg(state, 1, "process.spawn: the entry must be a string")?;
     let host = text_arg(state, 2, "process.spawn: the host must be a string")?;
     let mut args = Vec::with_capacity((top - 2).max(0) as usize);
-    let mut path = Vec::new();
+    let mut path = crate::convert::Copier::new();
     for idx in 3..=top {
         args.push(crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.spawn: {e}"))?);
     }

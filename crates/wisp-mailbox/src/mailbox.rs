@@ -144,6 +144,12 @@ impl<T> Mailbox<T> {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
+    /// Whether some queued item satisfies `f` (for a look from another thread at what waits,
+    /// such as a request to end the owner).
+    pub fn any(&self, f: impl FnMut(&T) -> bool) -> bool {
+        self.lock().iter().any(f)
+    }
+
     /// Number of queued items.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -148,7 +148,16 @@ pub struct HostSpec {
     /// `None`: one per core.
     pub workers: Option<usize>,
     pub max_processes: Option<usize>,
+    pub limits: HostLimits,
     pub lifecycle: Lifecycle,
+}
+
+/// A process host's `limits:`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostLimits {
+    /// The longest one process may run without yielding where it cannot be preempted; `None`:
+    /// not given (the runtime's default), zero: no limit.
+    pub max_step: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -316,6 +316,9 @@ fn parse_host(m: &Mapping, p: &mut Probs) -> HostSpec {
     if let Some(host) = get_map(m, "host", "host", p) {
         h.workers = get_uint(host, "workers", "host.workers", p).map(|n| n as usize);
         h.max_processes = get_uint(host, "max_processes", "host.max_processes", p).map(|n| n as usize);
+        if let Some(limits) = get_map(host, "limits", "host.limits", p) {
+            h.limits.max_step = get_duration(limits, "max_step", "host.limits.max_step", p);
+        }
     }
     h.lifecycle = parse_lifecycle(m, p);
     h

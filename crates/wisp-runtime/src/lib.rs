@@ -21,6 +21,7 @@ use std::time::Duration;
 use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Payloads, Pid, Signal, Value};
 use wisp_lua::{
     Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest, Watchdog,
+    DEFAULT_MAX_STEP,
 };
 use wisp_mailbox::Mailbox;
 use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
@@ -70,6 +71,9 @@ pub struct HostDef {
     pub workers: usize,
     pub shards: usize,
     pub max_processes: Option<usize>,
+    /// The longest one process may run where it cannot be preempted (`limits.max_step`);
+    /// `None` or zero: no limit.
+    pub max_step: Option<Duration>,
 }
 
 enum Code {
@@ -253,7 +257,14 @@ impl NodeBuilder {
     /// A process host with `workers` workers.
     pub fn process_host(self, name: &str, workers: usize) -> Self {
         let shards = workers * self.shards_per_worker;
-        self.host(HostDef { name: name.into(), kind: HostKind::Process, workers, shards, max_processes: None })
+        self.host(HostDef {
+            name: name.into(),
+            kind: HostKind::Process,
+            workers,
+            shards,
+            max_processes: None,
+            max_step: Some(DEFAULT_MAX_STEP),
+        })
     }
 
     /// Registers a native process under an entry ID.
@@ -277,6 +288,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Shards (Luau VMs) of each process host per worker (default 4; at least 1). Hosts from the
+    /// registry get theirs at `build`; [`NodeBuilder::process_host`] reads it when called, so
+    /// set this first.
+    pub fn shards_per_worker(mut self, shards: usize) -> Self {
+        self.shards_per_worker = shards.max(1);
+        self
+    }
+
     pub fn build(self) -> Result<Node, BuildError> {
         let mut defs = self.hosts;
         let mut code = FxHashMap::default();
@@ -292,6 +311,7 @@ impl NodeBuilder {
                             workers,
                             shards: workers * self.shards_per_worker,
                             max_processes: spec.max_processes,
+                            max_step: Some(spec.limits.max_step.unwrap_or(DEFAULT_MAX_STEP)),
                         });
                     }
                     EntryKind::TerminalHost(_) => defs.push(HostDef {
@@ -300,6 +320,7 @@ impl NodeBuilder {
                         workers: 1,
                         shards: 1,
                         max_processes: None,
+                        max_step: Some(DEFAULT_MAX_STEP),
                     }),
                     EntryKind::ProcessLua(_) | EntryKind::FunctionLua(_) => {
                         let lua = lua_code(registry, &entry.id, &mut Vec::new())?;
@@ -319,6 +340,7 @@ impl NodeBuilder {
                 workers: 1,
                 shards: 1,
                 max_processes: None,
+                max_step: Some(DEFAULT_MAX_STEP),
             });
         }
         for (entry, factory) in self.natives {
@@ -366,7 +388,8 @@ impl NodeBuilder {
             for _ in 0..def.shards.max(1) {
                 let kernel: Arc<dyn Kernel> = inner.clone();
                 let group = shards.len() as u32;
-                let config = ShardConfig { host: def.name.clone(), group, ..ShardConfig::default() };
+                let config =
+                    ShardConfig { host: def.name.clone(), group, max_step: def.max_step, ..ShardConfig::default() };
                 let shard = Shard::new(
                     kernel,
                     host.handle.clone(),
