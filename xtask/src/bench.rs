@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -48,9 +48,14 @@ pub struct BenchArgs {
     /// Per-run timeout in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Do not write docs/benchmarks.md.
+    /// Do not write docs/benchmarks.md (the table is printed either way).
     #[arg(long)]
     no_write: bool,
+    /// Run this `wisp` binary instead of building one from this tree: e.g. one built from an
+    /// older commit, to compare with the current build in the same sitting (figures of two
+    /// sittings differ with the machine's speed).
+    #[arg(long, value_name = "PATH")]
+    wisp_bin: Option<PathBuf>,
     /// Echo the programs' output.
     #[arg(long, short)]
     verbose: bool,
@@ -440,7 +445,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let root = workspace_root();
-    let wisp = build_wisp()?;
+    let wisp = match &args.wisp_bin {
+        Some(path) => given_wisp(path)?,
+        None => build_wisp()?,
+    };
     let peers_sh = if args.peers {
         let sh = root.join("../shared/peers/run.sh");
         if sh.exists() {
@@ -495,6 +503,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         eprintln!("xtask: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The binary given with `--wisp-bin`, made absolute, since the runs start in the workspace root
+/// rather than where the path was given.
+fn given_wisp(path: &Path) -> Result<PathBuf> {
+    let bin = path.canonicalize().with_context(|| format!("--wisp-bin {}", path.display()))?;
+    if !bin.is_file() {
+        bail!("--wisp-bin {}: not a file", path.display());
+    }
+    eprintln!("xtask: running {} (not building wisp)", bin.display());
+    Ok(bin)
 }
 
 fn prefixed(bench: &str, args: &[String]) -> Vec<String> {
@@ -589,6 +608,10 @@ fn document(table: &str, workers: usize, runs: usize, args: &BenchArgs, sizes: &
     let _ = writeln!(d, "- uname: `{}`", command_output("uname", &["-a"]));
     let _ = writeln!(d, "- CPU: {} ({} cores online)", cpu_model(), cores());
     let _ = writeln!(d, "- wisp workers: {workers}");
+    if let Some(bin) = &args.wisp_bin {
+        let bin = bin.canonicalize().unwrap_or_else(|_| bin.clone());
+        let _ = writeln!(d, "- wisp binary: `{}` (given with --wisp-bin, not built from this tree)", bin.display());
+    }
     let mut cmd = String::from("cargo xtask bench");
     for n in &args.names {
         cmd.push(' ');
@@ -609,6 +632,9 @@ fn document(table: &str, workers: usize, runs: usize, args: &BenchArgs, sizes: &
     if args.quick {
         cmd.push_str(" --quick");
     }
+    if let Some(bin) = &args.wisp_bin {
+        let _ = write!(cmd, " --wisp-bin {}", bin.display());
+    }
     let _ = writeln!(d, "- command: `{cmd}`");
     let _ = writeln!(d, "- sizes: {}", sizes.join("; "));
     d.push_str("\n## Results\n\n");
@@ -625,6 +651,22 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn the_document_names_a_given_binary() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let parse = |argv: &[&str]| <Cli as clap::Parser>::parse_from(argv).args;
+        let given = parse(&["bench", "pingpong", "--wisp-bin", "/old/wisp", "--no-write"]);
+        assert!(given.no_write);
+        let doc = document("", 2, 1, &given, &[]);
+        assert!(doc.contains("`cargo xtask bench pingpong --wisp-bin /old/wisp`"), "{doc}");
+        assert!(doc.contains("- wisp binary: `/old/wisp`"), "{doc}");
+        assert!(!document("", 2, 1, &parse(&["bench"]), &[]).contains("wisp binary"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `cargo xtask`: developer tasks for the Wisp workspace.
 //!
-//! - `bench`: runs the Lua benchmark set (benches/lua) through the release `wisp` binary,
-//!   optionally beside the Erlang and Go peers, and writes the table to docs/benchmarks.md.
+//! - `bench`: runs the Lua benchmark set (benches/lua) through the release `wisp` binary (or one
+//!   given with `--wisp-bin`), optionally beside the Erlang and Go peers, and writes the table to
+//!   docs/benchmarks.md (unless `--no-write`).
 //! - `stress`: heavier correctness runs through the `wisp` binary; non-zero exit on any failure.
 //! - `tidy`: source hygiene checks.
 //! - `loom`: model-checks the lock-free handshakes (mailbox, schedule state, watchdog) with loom.
+//! - `memcheck`: runs the Lua test suite under valgrind's memcheck; non-zero exit on any error.
 
 mod bench;
+mod memcheck;
 mod proc;
 mod stress;
 mod tidy;
@@ -34,6 +37,8 @@ enum Cmd {
     Tidy,
     /// Model-check the lock-free handshakes with loom (a build of its own, in target/loom).
     Loom,
+    /// Run the Lua test suite (wisp-runtime's and wisp-lua's tests) under valgrind memcheck.
+    Memcheck(memcheck::MemcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         Cmd::Stress(args) => stress::run(args),
         Cmd::Tidy => tidy::run(),
         Cmd::Loom => loom(),
+        Cmd::Memcheck(args) => memcheck::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
