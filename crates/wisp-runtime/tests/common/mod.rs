@@ -1,15 +1,15 @@
 //! The harness shared by the Lua-program tests: write an app folder (one YAML registry plus Lua
 //! files), build a [`Node`], run `app:main` on the terminal host and wait for its end with a
 //! timeout (never a sleep). Each Lua file `x.lua` becomes the entry `app:x`; `app:processes` is a
-//! process host with two workers.
+//! process host with two workers ([`DEFAULT_HOST`]; [`App::start`] takes another).
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use wisp_core::{ExitResult, Value};
+use wisp_core::{ExitResult, Pid, Value};
 use wisp_registry::Registry;
 use wisp_runtime::{Node, NodeBuilder, TerminalIo};
 
@@ -44,6 +44,19 @@ impl Capture {
     }
 }
 
+/// The `host:` map of `app:processes` in [`App::run_with`]'s apps.
+pub const DEFAULT_HOST: &str = "workers: 2";
+
+/// An app started by [`App::start`]: its node, `app:main`'s PID, a receiver of `app:main`'s
+/// end, its terminal output, and the app folder (removed when `dir` is dropped).
+pub struct Started {
+    pub node: Node,
+    pub main: Pid,
+    pub done: mpsc::Receiver<ExitResult>,
+    pub io: Arc<Capture>,
+    pub dir: tempfile::TempDir,
+}
+
 /// An app: the programs every case of a test file shares, plus the case's own (same names win).
 pub struct App<'a> {
     pub common: &'a [(&'a str, &'a str)],
@@ -51,10 +64,18 @@ pub struct App<'a> {
 }
 
 impl App<'_> {
-    fn write(&self, dir: &Path) {
+    /// Writes the app folder; `host` is the `host:` map of `app:processes`, as YAML lines
+    /// without indentation (see [`DEFAULT_HOST`]).
+    pub fn write_with_host(&self, dir: &Path, host: &str) {
         let mut yaml = String::from(
-            "version: \"1.0\"\nnamespace: app\n\nentries:\n  - name: processes\n    kind: process.host\n    host:\n      workers: 2\n\n  - name: terminal\n    kind: terminal.host\n",
+            "version: \"1.0\"\nnamespace: app\n\nentries:\n  - name: processes\n    kind: process.host\n    host:\n",
         );
+        for line in host.lines() {
+            yaml.push_str("      ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml.push_str("\n  - name: terminal\n    kind: terminal.host\n");
         let mut all: Vec<(&str, &str)> = self.common.to_vec();
         for (name, source) in self.files {
             all.retain(|(n, _)| n != name);
@@ -70,6 +91,22 @@ impl App<'_> {
         std::fs::write(dir.join("app.yaml"), yaml).unwrap();
     }
 
+    /// Writes the app (with `host` as in [`App::write_with_host`]), builds a node `customize`
+    /// may add to and starts `app:main` with `args` on the terminal host, without waiting: the
+    /// caller waits on [`Started::done`] and decides what to do with the node.
+    pub fn start(&self, host: &str, args: Vec<Value>, customize: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Started {
+        let dir = tempfile::tempdir().unwrap();
+        self.write_with_host(dir.path(), host);
+        let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
+        let io = Arc::new(Capture::default());
+        let builder = Node::builder().registry(registry).terminal(io.clone()).default_workers(2);
+        let node = customize(builder).build().expect("node builds");
+        let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
+        assert_eq!(host, "app:terminal");
+        let (main, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
+        Started { node, main, done, io, dir }
+    }
+
     /// Runs `app:main` with `args` on a node `customize` may add to; returns how it ended.
     pub fn run_with(
         &self,
@@ -77,15 +114,8 @@ impl App<'_> {
         timeout: Duration,
         customize: impl FnOnce(NodeBuilder) -> NodeBuilder,
     ) -> ExitResult {
-        let dir = tempfile::tempdir().unwrap();
-        self.write(dir.path());
-        let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
-        let io = Arc::new(Capture::default());
-        let builder = Node::builder().registry(registry).terminal(io.clone()).default_workers(2);
-        let node = customize(builder).build().expect("node builds");
-        let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
-        assert_eq!(host, "app:terminal");
-        let (_, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
+        // `_dir` keeps the app folder until the end.
+        let Started { node, done, io, dir: _dir, .. } = self.start(DEFAULT_HOST, args, customize);
         let result = done.recv_timeout(timeout).unwrap_or_else(|e| {
             panic!("app:main did not end within {timeout:?} ({e}); terminal output:\n{}", io.text())
         });
