@@ -12,6 +12,12 @@
 //! `tests/isolation/common/`. Each Lua file `x.lua` of either folder is the entry `app:x`,
 //! with `modules: [time, ctx, uuid, security]`.
 //!
+//! Each Lua file `x.lua` of `tests/isolation/common/lib/` is the `library.lua` entry `app:x`,
+//! which every entry imports as `x`: `common/lib/harness.lua` holds the helpers most cases use
+//! (`local h = require("harness")`: waiting on a channel with a timeout, EXIT events, the common
+//! echo process, collecting problems into a verdict). A library is loaded once per process, so
+//! its state (the EXIT events seen, the problems found) is each process's own.
+//!
 //! The case's first line says how it must end:
 //!
 //! ```text
@@ -152,9 +158,12 @@ fn parse_case(file: &str, source: &str) -> Result<Case, String> {
     Ok(Case { file: file.to_owned(), stem, source: source.to_owned(), expect, host, timeout })
 }
 
-/// The `.lua` files of `dir` (not of its subfolders), sorted by name, as (file name, source).
-fn lua_files(dir: &Path) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+/// Lua files as (file name, source).
+type LuaFiles = Vec<(String, String)>;
+
+/// The `.lua` files of `dir` (not of its subfolders), sorted by name.
+fn lua_files(dir: &Path) -> LuaFiles {
+    let mut files: LuaFiles = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
         .filter(|path| path.is_file() && path.extension().is_some_and(|x| x == "lua"))
@@ -168,14 +177,21 @@ fn lua_files(dir: &Path) -> Vec<(String, String)> {
     files
 }
 
-/// The shared helper programs, checked not to collide with a case or `main`.
-fn common_files(cases: &[(String, String)]) -> Vec<(String, String)> {
+/// The shared helper programs and libraries, checked not to collide with a case, each other or
+/// `main`.
+fn common_files(cases: &[(String, String)]) -> (LuaFiles, LuaFiles) {
     let common = lua_files(&Path::new(CASE_DIR).join("common"));
+    let libraries = lua_files(&Path::new(CASE_DIR).join("common/lib"));
     for (name, _) in &common {
         assert!(name != "main.lua", "common/main.lua would replace the harness's app:main");
         assert!(!cases.iter().any(|(c, _)| c == name), "{name} is both a case and a common program");
     }
-    common
+    for (name, _) in &libraries {
+        assert!(name != "main.lua", "common/lib/main.lua would replace the harness's app:main");
+        assert!(!cases.iter().any(|(c, _)| c == name), "{name} is both a case and a library");
+        assert!(!common.iter().any(|(c, _)| c == name), "{name} is both a common program and a library");
+    }
+    (common, libraries)
 }
 
 fn selected(file: &str) -> bool {
@@ -342,7 +358,7 @@ fn run_child(spec: &str) -> ! {
 
 fn run_case(layout: &Layout, file: &str) -> Result<(), String> {
     let files = lua_files(Path::new(CASE_DIR));
-    let common = common_files(&files);
+    let (common, libraries) = common_files(&files);
     let (_, source) = files.iter().find(|(name, _)| name == file).ok_or_else(|| format!("no case {file}"))?;
     let case = parse_case(file, source)?;
     let mut programs: Vec<(&str, &str)> = vec![("main.lua", MAIN), (case.file.as_str(), case.source.as_str())];
@@ -352,7 +368,9 @@ fn run_case(layout: &Layout, file: &str) -> Result<(), String> {
         host.push('\n');
         host.push_str(line);
     }
-    let app = App { common: &[], files: &programs };
+    let libraries: Vec<(&str, &str)> =
+        libraries.iter().map(|(name, source)| (name.as_str(), source.as_str())).collect();
+    let app = App { common: &[], files: &programs, libraries: &libraries };
     let entry = format!("app:{}", case.stem);
     let shards = layout.shards_per_worker;
     let Started { node, done, io, dir, .. } = app.start(&host, vec![Value::str(&entry)], |builder| match shards {

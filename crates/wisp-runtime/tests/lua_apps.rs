@@ -108,7 +108,7 @@ fn run_app_with(
     args: Vec<Value>,
     customize: impl FnOnce(NodeBuilder) -> NodeBuilder,
 ) -> ExitResult {
-    App { common: COMMON, files }.run_with(args, TIMEOUT, customize)
+    App { common: COMMON, files, libraries: &[] }.run_with(args, TIMEOUT, customize)
 }
 
 fn run_app(files: &[(&str, &str)], args: Vec<Value>) -> ExitResult {

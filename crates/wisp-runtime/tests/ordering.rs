@@ -106,7 +106,7 @@ return { main = main }
 "#;
 
 fn run_app_timeout(files: &[(&str, &str)], args: Vec<Value>, timeout: Duration) -> ExitResult {
-    App { common: COMMON, files }.run(args, timeout)
+    App { common: COMMON, files, libraries: &[] }.run(args, timeout)
 }
 
 fn run_app(files: &[(&str, &str)], args: Vec<Value>) -> ExitResult {

@@ -1,7 +1,9 @@
 //! The harness shared by the Lua-program tests: write an app folder (one YAML registry plus Lua
 //! files), build a [`Node`], run `app:main` on the terminal host and wait for its end with a
 //! timeout (never a sleep). Each Lua file `x.lua` becomes the entry `app:x`; `app:processes` is a
-//! process host with two workers ([`DEFAULT_HOST`]; [`App::start`] takes another).
+//! process host with two workers ([`DEFAULT_HOST`]; [`App::start`] takes another). An app may
+//! also have libraries: each `x.lua` of them is the `library.lua` entry `app:x`, which every
+//! entry of the app imports as `x` (`require("x")`).
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -57,10 +59,12 @@ pub struct Started {
     pub dir: tempfile::TempDir,
 }
 
-/// An app: the programs every case of a test file shares, plus the case's own (same names win).
+/// An app: the programs every case of a test file shares, plus the case's own (same names win),
+/// and the libraries every program imports.
 pub struct App<'a> {
     pub common: &'a [(&'a str, &'a str)],
     pub files: &'a [(&'a str, &'a str)],
+    pub libraries: &'a [(&'a str, &'a str)],
 }
 
 impl App<'_> {
@@ -81,11 +85,26 @@ impl App<'_> {
             all.retain(|(n, _)| n != name);
             all.push((name, source));
         }
+        let stem = |name: &str| name.strip_suffix(".lua").expect("Lua files end in .lua").to_owned();
+        let imports: Vec<String> = self.libraries.iter().map(|(name, _)| format!("{0}: app:{0}", stem(name))).collect();
         for (name, source) in &all {
             std::fs::write(dir.join(name), source).unwrap();
-            let stem = name.strip_suffix(".lua").expect("Lua files end in .lua");
             yaml.push_str(&format!(
-                "\n  - name: {stem}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid, security]\n"
+                "\n  - name: {}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid, security]\n",
+                stem(name)
+            ));
+            if !imports.is_empty() {
+                yaml.push_str(&format!("    imports: {{ {} }}\n", imports.join(", ")));
+            }
+        }
+        if !self.libraries.is_empty() {
+            std::fs::create_dir(dir.join("lib")).unwrap();
+        }
+        for (name, source) in self.libraries {
+            std::fs::write(dir.join("lib").join(name), source).unwrap();
+            yaml.push_str(&format!(
+                "\n  - name: {}\n    kind: library.lua\n    source: file://lib/{name}\n    modules: [time, ctx, uuid, security]\n",
+                stem(name)
             ));
         }
         std::fs::write(dir.join("app.yaml"), yaml).unwrap();
