@@ -6,7 +6,8 @@
 //!
 //! Architecture invariants:
 //! - This crate knows nothing of hosts, the process table or YAML: everything outside the shard
-//!   is reached through the [`Kernel`] trait, which the runtime implements and tests fake.
+//!   is reached through the process contract's `wisp_process::Kernel`, which the runtime
+//!   implements and tests fake.
 //! - Rust never holds one mlua handle per process: process coroutines live in a Lua table keyed by
 //!   a slot the shard reuses, and the driver loop that resumes them is Lua (see `prelude.luau`).
 //! - No process sees another's tables: every payload is copied into a [`wisp_core::Value`] at
@@ -22,6 +23,6 @@ mod shard;
 
 pub use code::{ChunkCache, LuaCode};
 pub use convert::{lua_to_value, value_to_lua};
-pub use kernel::{Admission, Dest, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest, TerminalIo};
+pub use kernel::Admission;
 pub use preempt::{Watchdog, WatchdogHandle, DEFAULT_TICK as DEFAULT_PREEMPT_TICK};
 pub use shard::{Shard, ShardConfig, DEFAULT_MAX_STEP};

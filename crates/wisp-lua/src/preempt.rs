@@ -24,8 +24,8 @@
 //!   down, the interrupt raises an error in the process's coroutine and stays armed: every later
 //!   interrupt point of that step raises again, so `pcall` cannot keep the process alive. `R.next`
 //!   then ends the process with that reason ([`Preempt::take_kill`]), whatever its step returned.
-//! * A guard thread (the coroutine the driver turns an error value into text in) is ended by the
-//!   first interrupt armed for its step.
+//! * A guard thread (the coroutine the driver turns an error value into text in) is never
+//!   preempted; an interrupt armed after it has run for [`GUARD_BUDGET`] ends it.
 //! * The interrupt slot is the only word the watchdog writes into a VM. A shard forgets its
 //!   slot under [`Preempt::slot`]'s lock before its VM is closed, and the watchdog arms only
 //!   under that lock, so it never writes into a freed VM.
@@ -88,7 +88,13 @@ pub(crate) struct Preempt {
     /// Only the shard's thread reads and writes them.
     killed: AtomicU8,
     killed_step: AtomicU32,
+    /// When the running guard thread began (see [`GUARD_BUDGET`]).
+    guard_since: Mutex<Option<Instant>>,
 }
+
+/// How long a guard thread may run before it is ended: turning an error value into text
+/// takes microseconds, and this much leaves room for a slow machine (or valgrind).
+const GUARD_BUDGET: Duration = Duration::from_millis(100);
 
 /// Why a step that could not yield was ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +138,7 @@ impl Preempt {
             mailbox: AtomicPtr::new(std::ptr::null_mut()),
             killed: AtomicU8::new(0),
             killed_step: AtomicU32::new(0),
+            guard_since: Mutex::new(None),
         });
         let mut shards = lock(&watchdog.shared.shards);
         shards.retain(|s| s.strong_count() > 0);
@@ -176,6 +183,16 @@ impl Preempt {
     pub(crate) fn step(&self, mailbox: &Arc<Mailbox<Envelope>>) {
         self.mailbox.store(Arc::as_ptr(mailbox) as *mut _, Ordering::Relaxed);
         self.steps.store(self.steps.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// A guard thread begins (on the shard's thread).
+    pub(crate) fn start_guard(&self) {
+        *lock(&self.guard_since) = Some(Instant::now());
+    }
+
+    /// Whether the running guard thread has used up its [`GUARD_BUDGET`].
+    fn guard_overdue(&self) -> bool {
+        lock(&self.guard_since).is_some_and(|since| since.elapsed() >= GUARD_BUDGET)
     }
 
     /// The shard shuts down: steps still running are ended at their next interrupt point, and
@@ -526,11 +543,16 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
         return;
     }
     if mark & GUARD_TAG != 0 {
+        // A guard is never preempted (its resume would read as a failure); the watchdog arms
+        // the VM again at its next look while the step lasts.
         // SAFETY: as above.
         unsafe {
             disarm(state);
-            raise(state, NOT_PRINTABLE);
+            if preempt.guard_overdue() {
+                raise(state, NOT_PRINTABLE);
+            }
         }
+        return;
     }
     // SAFETY: `state` is running, on this thread.
     if unsafe { in_runtime_code(state) } {

@@ -35,9 +35,10 @@ use wisp_mailbox::{ListenerId, Mailbox, Route, TopicRouter, Wake};
 use wisp_scheduler::{Handle, ScheduleState, Task, TimerHandle, TimerId};
 
 use crate::convert::{lua_to_value, value_to_lua};
-use crate::kernel::{Admission, Dest, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest};
+use crate::kernel::Admission;
 use crate::preempt::{self, Preempt, WatchdogHandle};
 use crate::{ChunkCache, LuaCode};
+use wisp_process::{Dest, Effect, Kernel, ProcessExit, SendError, SpawnFlags, SpawnRequest, Supervision, Undelivered};
 
 const PRELUDE: &str = include_str!("prelude.luau");
 
@@ -284,10 +285,7 @@ struct Extras {
     router: TopicRouter,
     message_listeners: Vec<u32>,
     next_listener: u32,
-    links: Vec<Pid>,
-    monitors: Vec<Pid>,
-    monitoring: Vec<Pid>,
-    trap_links: bool,
+    supervision: Supervision,
     timers: Vec<(u64, TimerId)>,
     next_timer: u64,
 }
@@ -296,10 +294,7 @@ static NO_EXTRAS: Extras = Extras {
     router: TopicRouter::new(),
     message_listeners: Vec::new(),
     next_listener: 0,
-    links: Vec::new(),
-    monitors: Vec::new(),
-    monitoring: Vec::new(),
-    trap_links: false,
+    supervision: Supervision { links: Vec::new(), monitors: Vec::new(), monitoring: Vec::new(), trap_links: false },
     timers: Vec::new(),
     next_timer: 0,
 };
@@ -444,16 +439,6 @@ impl<T> RunState<T> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a shard lock is already reported by the worker; keep serving.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn remove_pid(list: &mut Vec<Pid>, pid: Pid) -> bool {
-    match list.iter().position(|p| *p == pid) {
-        Some(i) => {
-            list.swap_remove(i);
-            true
-        }
-        None => false,
-    }
 }
 
 fn now_seconds() -> f64 {
@@ -935,7 +920,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                         record_child(&c, token, flags, child);
                         Ok((Some(c.kernel.render_pid(child)), None))
                     }
-                    Err(e) => Ok((None, Some(e))),
+                    Err(e) => Ok((None, Some(e.to_string()))),
                 }
             },
         )?,
@@ -1039,16 +1024,15 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                 (Err(_), Dest::Pid(pid)) => Some(pid),
                 (Err(_), Dest::Name(_)) => None,
             };
-            with_proc(&c, token, |p| match (&signal, reached) {
-                (Signal::Monitor, Some(pid)) => p.extra_mut().monitoring.push(pid),
-                (Signal::Demonitor, Some(pid)) => {
-                    remove_pid(&mut p.extra_mut().monitoring, pid);
+            with_proc(&c, token, |p| {
+                let supervision = &mut p.extra_mut().supervision;
+                match (&signal, reached) {
+                    (Signal::Monitor, Some(pid)) => supervision.monitor(pid),
+                    (Signal::Demonitor, Some(pid)) => supervision.demonitor(pid),
+                    (Signal::Link, Some(pid)) if outcome.is_ok() => supervision.link(pid),
+                    (Signal::Unlink, Some(pid)) => supervision.unlink(pid),
+                    _ => {}
                 }
-                (Signal::Link, Some(pid)) if outcome.is_ok() => p.extra_mut().links.push(pid),
-                (Signal::Unlink, Some(pid)) => {
-                    remove_pid(&mut p.extra_mut().links, pid);
-                }
-                _ => {}
             })?;
             match (outcome, &signal) {
                 (Ok(_), _) => Ok((Some(true), None)),
@@ -1077,9 +1061,9 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
                     None => return Ok((None, Some(format!("not a PID: {text}")))),
                 },
             };
-            Ok(match c.kernel.register_name(&name, target) {
+            Ok(match c.kernel.register_name(me, &name, target) {
                 Ok(()) => (Some(true), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             })
         })?,
     )?;
@@ -1094,13 +1078,19 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
         })?,
     )?;
     let c = core.clone();
-    r.set("unregister", lua.create_function(move |_, name: String| Ok(c.kernel.unregister_name(&name)))?)?;
+    r.set(
+        "unregister",
+        lua.create_function(move |_, name: String| {
+            let me = with_proc(&c, running(&c), |p| p.pid)?;
+            Ok(c.kernel.unregister_name(me, &name))
+        })?,
+    )?;
 
     let c = core.clone();
     r.set(
         "get_options",
         lua.create_function(move |lua, ()| {
-            let trap = with_proc(&c, running(&c), |p| p.extra().trap_links)?;
+            let trap = with_proc(&c, running(&c), |p| p.extra().supervision.trap_links)?;
             let t = lua.create_table()?;
             t.set("trap_links", trap)?;
             Ok(t)
@@ -1128,7 +1118,7 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
             }
             with_proc(&c, running(&c), |p| {
                 if let Some(t) = trap {
-                    p.extra_mut().trap_links = t;
+                    p.extra_mut().supervision.trap_links = t;
                 }
             })?;
             Ok(true)
@@ -1185,7 +1175,9 @@ fn register_callbacks(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()
         "guard",
         lua.create_function(move |lua, co: Thread| {
             // SAFETY: the argument on top of the stack is the thread; the Preempt outlives the VM.
-            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_guard_top(state, Arc::as_ptr(&c.preempt))) }
+            unsafe { lua.exec_raw::<()>(co, |state| preempt::mark_guard_top(state, Arc::as_ptr(&c.preempt)))? };
+            c.preempt.start_guard();
+            Ok(())
         })?,
     )?;
     let c = core.clone();
@@ -1438,10 +1430,10 @@ unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Resu
     pushed.ok_or_else(|| "process is not running".to_string())
 }
 
-fn send_reply(sent: Result<(), SendError>) -> Reply {
+fn send_reply(sent: Result<(), Undelivered>) -> Reply {
     match sent {
         Ok(()) => Reply::True,
-        Err(e) => Reply::NilErr(e.to_string()),
+        Err(undelivered) => Reply::NilErr(undelivered.reason.to_string()),
     }
 }
 
@@ -1525,8 +1517,8 @@ fn finish(core: &Core, p: LocalProc, result: ExitResult) {
     if let Some(first) = p.stash {
         leftover.insert(0, *first);
     }
-    let extra = p.extra.map(|e| *e).unwrap_or_default();
-    core.kernel.exited(ProcessExit { pid: p.pid, result, links: extra.links, monitors: extra.monitors, leftover });
+    let supervision = p.extra.map(|e| e.supervision).unwrap_or_default();
+    core.kernel.exited(ProcessExit { pid: p.pid, result, supervision, leftover });
 }
 
 /// Pushes a payload as a fresh Lua value owned by the receiving process.
@@ -1687,57 +1679,20 @@ unsafe fn push_item(
                 Pushed::Item
             }
         },
-        Envelope::Event(event) => {
-            match &event {
-                Event::Exit { from, .. } => {
-                    if !remove_pid(&mut p.extra_mut().monitoring, *from) {
-                        return Ok(Pushed::Nothing);
-                    }
+        envelope @ (Envelope::Event(_) | Envelope::Signal { .. }) => {
+            let effect = p.extra_mut().supervision.on_envelope(envelope, |pid| core.kernel.render_pid(pid));
+            match effect {
+                Some(Effect::Event(event)) => {
+                    kind(K_EVENT);
+                    ffi::lua_pushnil(state);
+                    ffi::lua_pushnil(state);
+                    push_event(state, core, &event)?;
+                    Pushed::Item
                 }
-                Event::LinkDown { from, .. } => {
-                    if !remove_pid(&mut p.extra_mut().links, *from) {
-                        return Ok(Pushed::Nothing);
-                    }
-                    if !p.extra().trap_links {
-                        return Ok(kill(&format!("linked process failed: {}", core.kernel.render_pid(*from))));
-                    }
-                }
-                Event::Cancel { .. } => {}
+                Some(Effect::Exit(reason)) => kill(&reason),
+                Some(Effect::Nothing) | None => Pushed::Nothing,
             }
-            kind(K_EVENT);
-            ffi::lua_pushnil(state);
-            ffi::lua_pushnil(state);
-            push_event(state, core, &event)?;
-            Pushed::Item
         }
-        Envelope::Signal { from, signal } => match signal {
-            Signal::Link => {
-                if !p.extra().links.contains(&from) {
-                    p.extra_mut().links.push(from);
-                }
-                Pushed::Nothing
-            }
-            Signal::Unlink => {
-                remove_pid(&mut p.extra_mut().links, from);
-                Pushed::Nothing
-            }
-            Signal::Monitor => {
-                p.extra_mut().monitors.push(from);
-                Pushed::Nothing
-            }
-            Signal::Demonitor => {
-                remove_pid(&mut p.extra_mut().monitors, from);
-                Pushed::Nothing
-            }
-            Signal::Terminate => kill("terminated"),
-            Signal::Cancel(reason) => {
-                kind(K_EVENT);
-                ffi::lua_pushnil(state);
-                ffi::lua_pushnil(state);
-                push_event(state, core, &Event::Cancel { from: Some(from), reason })?;
-                Pushed::Item
-            }
-        },
         Envelope::Timer(id) => {
             let Some(i) = p.extra().timers.iter().position(|(t, _)| *t == id) else {
                 return Ok(Pushed::Nothing);
@@ -2040,8 +1995,11 @@ fn admit_pending(core: &Core) {
                     mailbox: a.mailbox,
                     code: a.code,
                     init: Some(a.args.into_boxed_slice()),
-                    extra: (!a.links.is_empty() || !a.monitors.is_empty())
-                        .then(|| Box::new(Extras { links: a.links, monitors: a.monitors, ..Extras::default() })),
+                    extra: (!a.links.is_empty() || !a.monitors.is_empty()).then(|| {
+                        let supervision =
+                            Supervision { links: a.links, monitors: a.monitors, ..Supervision::default() };
+                        Box::new(Extras { supervision, ..Extras::default() })
+                    }),
                     context: a.context,
                     actor: a.actor,
                     scope: a.scope,
@@ -2430,18 +2388,19 @@ unsafe fn spawn_from_stack(
             record_child(core, token, flags, child);
             Ok(child)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     })
 }
 
 /// What a parent keeps of a child it spawned monitored or linked.
 fn record_child(core: &Core, token: u32, flags: SpawnFlags, child: Pid) {
     if let Some(p) = core.procs.borrow_mut().get_mut(&token) {
+        let supervision = &mut p.extra_mut().supervision;
         if flags.monitor {
-            p.extra_mut().monitoring.push(child);
+            supervision.monitor(child);
         }
-        if flags.link && !p.extra().links.contains(&child) {
-            p.extra_mut().links.push(child);
+        if flags.link {
+            supervision.link(child);
         }
     }
 }

@@ -7,11 +7,12 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wisp_core::{Envelope, ExitResult, HostIndex, Message, Pid, Signal, Value};
-use wisp_lua::{
-    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest, Watchdog,
-    DEFAULT_PREEMPT_TICK,
-};
+use wisp_lua::{Admission, ChunkCache, LuaCode, Shard, ShardConfig, Watchdog, DEFAULT_PREEMPT_TICK};
 use wisp_mailbox::Mailbox;
+use wisp_process::{
+    Console, Dest, Exits, Kernel, NameError, Names, ProcessExit, Router, SendError, SpawnError, SpawnRequest, Spawner,
+    TerminalIo, Undelivered,
+};
 use wisp_scheduler::{Pool, PoolConfig, Timers};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -27,8 +28,8 @@ struct FakeKernel {
 }
 
 impl FakeKernel {
-    fn start(&self, entry: &str, args: Vec<Value>, links: Vec<Pid>, monitors: Vec<Pid>) -> Result<Pid, String> {
-        let code = self.code.get(entry).ok_or_else(|| format!("unknown entry {entry}"))?.clone();
+    fn start(&self, entry: &str, args: Vec<Value>, links: Vec<Pid>, monitors: Vec<Pid>) -> Result<Pid, SpawnError> {
+        let code = self.code.get(entry).ok_or_else(|| SpawnError::UnknownEntry(entry.into()))?.clone();
         let shard = self.shard.get().expect("the shard is set before any spawn");
         let slot = {
             let mut next = self.next_slot.lock().unwrap();
@@ -58,7 +59,7 @@ impl FakeKernel {
     }
 }
 
-impl Kernel for FakeKernel {
+impl Router for FakeKernel {
     fn render_pid(&self, pid: Pid) -> String {
         pid.display("fake").to_string()
     }
@@ -66,9 +67,15 @@ impl Kernel for FakeKernel {
         let (host, serial) = Pid::parse_parts(text).ok()?;
         (host == "fake").then(|| Pid::from_serial(HOST, serial))
     }
-    fn send(&self, _from: Pid, dest: Dest<'_>, message: Message) -> Result<(), SendError> {
-        let to = self.resolve(dest)?;
-        self.push(to, Envelope::Message(message))
+    fn send(&self, _from: Pid, dest: Dest<'_>, message: Message) -> Result<(), Undelivered> {
+        let mailbox = self.resolve(dest).ok().and_then(|to| self.mailbox(to));
+        match mailbox {
+            Some(mailbox) => mailbox.push(Envelope::Message(message)).map_err(|closed| match closed.0 {
+                Envelope::Message(message) => Undelivered { reason: SendError::NoProcess("gone".into()), message },
+                _ => unreachable!("the message pushed comes back"),
+            }),
+            None => Err(Undelivered { reason: SendError::NoProcess("unknown".into()), message }),
+        }
     }
     fn signal(&self, from: Pid, dest: Dest<'_>, signal: Signal) -> Result<Pid, SendError> {
         let to = self.resolve(dest)?;
@@ -81,32 +88,43 @@ impl Kernel for FakeKernel {
     fn mailbox(&self, pid: Pid) -> Option<Arc<Mailbox<Envelope>>> {
         self.table.lock().unwrap().get(&pid).cloned()
     }
-    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
+}
+
+impl Spawner for FakeKernel {
+    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, SpawnError> {
         let links = if request.flags.link { vec![request.parent] } else { Vec::new() };
         let monitors = if request.flags.monitor { vec![request.parent] } else { Vec::new() };
         self.start(request.entry, request.args, links, monitors)
     }
+}
+
+impl Exits for FakeKernel {
     fn exited(&self, exit: ProcessExit) {
         self.table.lock().unwrap().remove(&exit.pid);
-        for watcher in exit.monitors {
-            let event = wisp_core::Event::Exit { from: exit.pid, result: exit.result.clone() };
-            let _ = self.push(watcher, Envelope::Event(event));
+        for (to, event) in exit.supervision.exit_notices(exit.pid, &exit.result, exit.leftover) {
+            let _ = self.push(to, Envelope::Event(event));
         }
         let _ = self.exits.lock().unwrap().send((exit.pid, exit.result));
     }
-    fn register_name(&self, _name: &str, _pid: Pid) -> Result<(), String> {
-        Err("the fake has no names".into())
+}
+
+impl Names for FakeKernel {
+    fn register_name(&self, _caller: Pid, name: &str, _pid: Pid) -> Result<(), NameError> {
+        Err(NameError::Invalid { name: name.into(), reason: "the fake has no names" })
     }
     fn lookup_name(&self, _name: &str) -> Option<Pid> {
         None
     }
-    fn unregister_name(&self, _name: &str) -> bool {
+    fn unregister_name(&self, _caller: Pid, _name: &str) -> bool {
         false
     }
+}
+
+impl Console for FakeKernel {
     fn print(&self, _pid: Pid, line: &str) {
         self.printed.lock().unwrap().push(line.to_owned());
     }
-    fn terminal(&self, _pid: Pid) -> Option<Arc<dyn wisp_lua::TerminalIo>> {
+    fn terminal(&self, _pid: Pid) -> Option<Arc<dyn TerminalIo>> {
         None
     }
 }

@@ -18,17 +18,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wisp_core::{Envelope, Event, ExitResult, HostIndex, Message, Payloads, Pid, Signal, Value};
-use wisp_lua::{
-    Admission, ChunkCache, Dest, Kernel, LuaCode, ProcessExit, SendError, Shard, ShardConfig, SpawnRequest, Watchdog,
-    DEFAULT_MAX_STEP,
-};
+use wisp_core::{Envelope, ExitResult, HostIndex, Message, Payloads, Pid, Signal, Value};
+use wisp_lua::{Admission, ChunkCache, LuaCode, Shard, ShardConfig, Watchdog, DEFAULT_MAX_STEP};
 use wisp_mailbox::Mailbox;
+use wisp_process::{
+    Console, Dest, Exits, Kernel, NameError, Names, ProcessExit, Router, SendError, SpawnRequest, Spawner, Undelivered,
+};
 use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
 use wisp_scheduler::{Pool, PoolConfig, Timers};
 
 pub use native::{Context, NativeFactory, Process, Step};
-pub use wisp_lua::TerminalIo;
+pub use wisp_process::{SpawnError, TerminalIo};
 
 use native::{NativeTask, NativeWaker};
 use table::{ProcessTable, Slot};
@@ -42,19 +42,6 @@ pub enum BuildError {
     Host { host: String, message: String },
     #[error("cannot start the preemption watchdog: {0}")]
     Watchdog(String),
-}
-
-/// Why a process could not be started.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SpawnError {
-    #[error("unknown entry `{0}`")]
-    UnknownEntry(String),
-    #[error("entry `{0}` cannot run as a process")]
-    NotRunnable(String),
-    #[error("unknown host `{0}`")]
-    UnknownHost(String),
-    #[error("host `{host}` is full ({max} processes)")]
-    HostFull { host: String, max: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,7 +497,7 @@ struct Birth {
     burst: u32,
     /// The group the parent runs in, when the spawn says (else the process table is asked).
     parent_group: Option<u32>,
-    flags: wisp_lua::SpawnFlags,
+    flags: wisp_process::SpawnFlags,
     watcher: Option<mpsc::Sender<ExitResult>>,
     inherited: Inherited,
 }
@@ -539,10 +526,24 @@ impl NodeInner {
     }
 
     fn push(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
-        let pushed = self.host(to.host).and_then(|h| h.table.with(to, |slot| slot.mailbox.push(envelope)));
-        match pushed {
-            Some(Ok(())) => Ok(()),
-            _ => Err(SendError::NoProcess(self.render_pid(to))),
+        self.push_or_return(to, envelope).map_err(|(reason, _)| reason)
+    }
+
+    /// Pushes `envelope` into the mailbox of `to`; a failure hands the envelope back.
+    fn push_or_return(&self, to: Pid, envelope: Envelope) -> Result<(), (SendError, Envelope)> {
+        let mut envelope = Some(envelope);
+        let pushed = self.host(to.host).and_then(|h| {
+            h.table.with(to, |slot| match envelope.take() {
+                Some(e) => slot.mailbox.push(e).map_err(|closed| closed.0),
+                None => Ok(()),
+            })
+        });
+        match (pushed, envelope) {
+            (Some(Ok(())), _) => Ok(()),
+            (Some(Err(returned)), _) | (None, Some(returned)) => {
+                Err((SendError::NoProcess(self.render_pid(to)), returned))
+            }
+            (None, None) => Ok(()),
         }
     }
 
@@ -620,7 +621,7 @@ impl NodeInner {
     }
 }
 
-impl Kernel for NodeInner {
+impl Router for NodeInner {
     fn render_pid(&self, pid: Pid) -> String {
         let mut out = String::new();
         self.write_pid(pid, &mut out);
@@ -638,9 +639,15 @@ impl Kernel for NodeInner {
         Some(Pid::from_serial(index, serial))
     }
 
-    fn send(&self, _from: Pid, dest: Dest<'_>, message: Message) -> Result<(), SendError> {
-        let to = self.resolve(dest)?;
-        self.push(to, Envelope::Message(message))
+    fn send(&self, _from: Pid, dest: Dest<'_>, message: Message) -> Result<(), Undelivered> {
+        let to = match self.resolve(dest) {
+            Ok(to) => to,
+            Err(reason) => return Err(Undelivered { reason, message }),
+        };
+        self.push_or_return(to, Envelope::Message(message)).map_err(|(reason, envelope)| match envelope {
+            Envelope::Message(message) => Undelivered { reason, message },
+            _ => unreachable!("the envelope handed back is the message pushed"),
+        })
     }
 
     fn signal(&self, from: Pid, dest: Dest<'_>, signal: Signal) -> Result<Pid, SendError> {
@@ -656,8 +663,10 @@ impl Kernel for NodeInner {
     fn mailbox(&self, pid: Pid) -> Option<Arc<Mailbox<Envelope>>> {
         self.slot(pid).map(|slot| slot.mailbox)
     }
+}
 
-    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, String> {
+impl Spawner for NodeInner {
+    fn spawn(&self, request: SpawnRequest<'_>) -> Result<Pid, SpawnError> {
         let SpawnRequest {
             parent,
             entry,
@@ -696,56 +705,39 @@ impl Kernel for NodeInner {
                 }
             }
         }
-        let pid = self
-            .spawn_with(
-                entry,
-                host,
-                args,
-                Birth {
-                    parent: Some(parent),
-                    burst,
-                    parent_group: Some(parent_group),
-                    flags,
-                    watcher: None,
-                    inherited: Inherited { context, actor, scope },
-                },
-            )
-            .map_err(|e| e.to_string())?;
+        let pid = self.spawn_with(
+            entry,
+            host,
+            args,
+            Birth {
+                parent: Some(parent),
+                burst,
+                parent_group: Some(parent_group),
+                flags,
+                watcher: None,
+                inherited: Inherited { context, actor, scope },
+            },
+        )?;
         if let Some(name) = &name {
-            if let Err(e) = self.register_name(name, pid) {
+            if let Err(e) = self.register_name(parent, name, pid) {
                 tracing::warn!(pid = %self.render_pid(pid), "spawned without its name: {e}");
             }
         }
         deliver(pid);
         Ok(pid)
     }
+}
 
+impl Exits for NodeInner {
     fn exited(&self, exit: ProcessExit) {
-        let ProcessExit { pid, result, mut links, mut monitors, leftover } = exit;
+        let ProcessExit { pid, result, supervision, leftover } = exit;
         self.names.release_all(pid);
         let watched = self.host(pid.host).and_then(|host| host.table.remove(pid)).is_some_and(|slot| slot.watched);
         if let ExitResult::Error(e) = &result {
             tracing::debug!(pid = %self.render_pid(pid), "process failed: {e}");
         }
-        // Signals that arrived after the last step still get their answer.
-        for envelope in leftover {
-            if let Envelope::Signal { from, signal } = envelope {
-                match signal {
-                    Signal::Monitor => monitors.push(from),
-                    Signal::Link => links.push(from),
-                    Signal::Demonitor => monitors.retain(|p| *p != from),
-                    Signal::Unlink => links.retain(|p| *p != from),
-                    _ => {}
-                }
-            }
-        }
-        for watcher in monitors {
-            let _ = self.push(watcher, Envelope::Event(Event::Exit { from: pid, result: result.clone() }));
-        }
-        if result.is_error() {
-            for linked in links {
-                let _ = self.push(linked, Envelope::Event(Event::LinkDown { from: pid, result: result.clone() }));
-            }
+        for (to, event) in supervision.exit_notices(pid, &result, leftover) {
+            let _ = self.push(to, Envelope::Event(event));
         }
         if watched {
             if let Some(tx) = self.lock_watchers().remove(&pid) {
@@ -753,19 +745,26 @@ impl Kernel for NodeInner {
             }
         }
     }
+}
 
-    fn register_name(&self, name: &str, pid: Pid) -> Result<(), String> {
-        self.names.register(name, pid, |holder| self.slot(holder).is_some()).map_err(|e| e.to_string())
+impl Names for NodeInner {
+    fn register_name(&self, _caller: Pid, name: &str, pid: Pid) -> Result<(), NameError> {
+        self.names.register(name, pid, |holder| self.slot(holder).is_some()).map_err(|e| match e {
+            wisp_registry::NameError::Invalid { name, reason } => NameError::Invalid { name, reason },
+            wisp_registry::NameError::NameTaken(holder) => NameError::Taken(holder),
+        })
     }
 
     fn lookup_name(&self, name: &str) -> Option<Pid> {
         self.names.lookup(name)
     }
 
-    fn unregister_name(&self, name: &str) -> bool {
+    fn unregister_name(&self, _caller: Pid, name: &str) -> bool {
         self.names.unregister(name)
     }
+}
 
+impl Console for NodeInner {
     fn print(&self, pid: Pid, line: &str) {
         match (self.host(pid.host).map(|h| h.kind), &self.terminal) {
             (Some(HostKind::Terminal), Some(term)) => {

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use wisp_core::{Envelope, ExitResult, Message, Payloads, Pid, Value};
-use wisp_lua::{Dest, Kernel, ProcessExit, SendError};
 use wisp_mailbox::{Mailbox, Wake};
+use wisp_process::{Dest, Effect, Kernel, ProcessExit, Router, Supervision, Undelivered};
 use wisp_scheduler::{Handle, ScheduleState, Task};
 
 /// What a native process does after a step.
@@ -20,8 +20,9 @@ pub enum Step {
     Done(ExitResult),
 }
 
-/// A process written in Rust. Signals (links, monitors) are handled by the runtime; the process
-/// sees messages, events and its own timers.
+/// A process written in Rust. Signals (links, monitors, terminate) follow the same rules as for
+/// Lua processes (`wisp_process::Supervision`); the process sees messages, the events those
+/// rules let through (a CANCEL; a LINK_DOWN only with `trap_links`) and its own timers.
 pub trait Process: Send + 'static {
     /// Runs once when the process starts.
     fn init(&mut self, cx: &mut Context<'_>) -> Step {
@@ -35,10 +36,10 @@ pub trait Process: Send + 'static {
 /// Builds a native process from its spawn arguments.
 pub type NativeFactory = Arc<dyn Fn(Vec<Value>) -> Box<dyn Process> + Send + Sync>;
 
-/// A native process's view of the runtime.
+/// A native process's view of the runtime: its PID and the message router.
 pub struct Context<'a> {
     pid: Pid,
-    kernel: &'a dyn Kernel,
+    router: &'a dyn Router,
 }
 
 impl Context<'_> {
@@ -47,23 +48,23 @@ impl Context<'_> {
     }
 
     pub fn render_pid(&self, pid: Pid) -> String {
-        self.kernel.render_pid(pid)
+        self.router.render_pid(pid)
     }
 
     pub fn parse_pid(&self, text: &str) -> Option<Pid> {
-        self.kernel.parse_pid(text)
+        self.router.parse_pid(text)
     }
 
-    /// Sends to a PID.
-    pub fn send(&self, to: Pid, topic: &str, payloads: impl Into<Payloads>) -> Result<(), SendError> {
+    /// Sends to a PID; a failed send hands the message back.
+    pub fn send(&self, to: Pid, topic: &str, payloads: impl Into<Payloads>) -> Result<(), Undelivered> {
         let message = Message { from: Some(self.pid), topic: topic.into(), payloads: payloads.into() };
-        self.kernel.send(self.pid, Dest::Pid(to), message)
+        self.router.send(self.pid, Dest::Pid(to), message)
     }
 
-    /// Sends to a registered name.
-    pub fn send_to_name(&self, name: &str, topic: &str, payloads: impl Into<Payloads>) -> Result<(), SendError> {
+    /// Sends to a registered name; a failed send hands the message back.
+    pub fn send_to_name(&self, name: &str, topic: &str, payloads: impl Into<Payloads>) -> Result<(), Undelivered> {
         let message = Message { from: Some(self.pid), topic: topic.into(), payloads: payloads.into() };
-        self.kernel.send(self.pid, Dest::Name(name), message)
+        self.router.send(self.pid, Dest::Name(name), message)
     }
 }
 
@@ -80,8 +81,7 @@ pub(crate) struct NativeTask {
 struct NativeState {
     process: Option<Box<dyn Process>>,
     started: bool,
-    links: Vec<Pid>,
-    monitors: Vec<Pid>,
+    supervision: Supervision,
 }
 
 /// The mailbox hook of a native process. It owns the task while the process lives (an idle
@@ -120,7 +120,11 @@ impl NativeTask {
             sched: ScheduleState::new(),
             pool,
             kernel,
-            state: Mutex::new(NativeState { process: Some(process), started: false, links, monitors }),
+            state: Mutex::new(NativeState {
+                process: Some(process),
+                started: false,
+                supervision: Supervision { links, monitors, ..Supervision::default() },
+            }),
         });
         if let Ok(mut w) = waker.0.lock() {
             *w = Some(task.clone());
@@ -139,8 +143,7 @@ impl NativeTask {
         self.kernel.exited(ProcessExit {
             pid: self.pid,
             result,
-            links: std::mem::take(&mut state.links),
-            monitors: std::mem::take(&mut state.monitors),
+            supervision: std::mem::take(&mut state.supervision),
             leftover,
         });
     }
@@ -157,7 +160,7 @@ impl Task for NativeTask {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let state = &mut *guard;
             if let Some(mut process) = state.process.take() {
-                let mut cx = Context { pid: self.pid, kernel: &*self.kernel };
+                let mut cx = Context { pid: self.pid, router: &*self.kernel };
                 let mut outcome = Step::Wait;
                 if !state.started {
                     state.started = true;
@@ -171,29 +174,13 @@ impl Task for NativeTask {
                     };
                     handled += 1;
                     outcome = match envelope {
-                        Envelope::Signal { from, signal } => match signal {
-                            wisp_core::Signal::Link => {
-                                state.links.push(from);
-                                Step::Wait
+                        envelope @ (Envelope::Signal { .. } | Envelope::Event(_)) => {
+                            match state.supervision.on_envelope(envelope, |pid| self.kernel.render_pid(pid)) {
+                                Some(Effect::Event(event)) => process.handle(&mut cx, Envelope::Event(event)),
+                                Some(Effect::Exit(reason)) => Step::Done(ExitResult::Error(reason)),
+                                Some(Effect::Nothing) | None => Step::Wait,
                             }
-                            wisp_core::Signal::Unlink => {
-                                state.links.retain(|p| *p != from);
-                                Step::Wait
-                            }
-                            wisp_core::Signal::Monitor => {
-                                state.monitors.push(from);
-                                Step::Wait
-                            }
-                            wisp_core::Signal::Demonitor => {
-                                state.monitors.retain(|p| *p != from);
-                                Step::Wait
-                            }
-                            wisp_core::Signal::Terminate => Step::Done(ExitResult::Error("terminated".into())),
-                            wisp_core::Signal::Cancel(reason) => process.handle(
-                                &mut cx,
-                                Envelope::Event(wisp_core::Event::Cancel { from: Some(from), reason }),
-                            ),
-                        },
+                        }
                         other => process.handle(&mut cx, other),
                     };
                 }
