@@ -4,7 +4,8 @@
 //!   given with `--wisp-bin`), optionally beside the Erlang and Go peers, and writes the table to
 //!   docs/benchmarks.md (unless `--no-write`).
 //! - `stress`: heavier correctness runs through the `wisp` binary; non-zero exit on any failure.
-//! - `tidy`: source hygiene checks.
+//! - `tidy`: the machine-checkable architecture invariants (only wisp-registry depends on YAML,
+//!   only wisp-cli prints, crates depend only on lower layers) and unsafe-code hygiene.
 //! - `loom`: model-checks the lock-free handshakes (mailbox, schedule state, watchdog) with loom.
 //! - `memcheck`: runs the Lua test suite under valgrind's memcheck; non-zero exit on any error.
 
@@ -33,7 +34,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run the heavy reliability tests through the wisp binary.
     Stress(stress::StressArgs),
-    /// Check SAFETY comments on unsafe code and required docs.
+    /// Check the architecture invariants (YAML only in wisp-registry, printing only in wisp-cli,
+    /// crate layers) and SAFETY comments on unsafe code.
     Tidy,
     /// Model-check the lock-free handshakes with loom (a build of its own, in target/loom).
     Loom,

@@ -10,6 +10,10 @@
 use std::ffi::c_void;
 
 use mlua::{Lua, Value as LuaValue};
+use std::os::raw::c_int;
+use wisp_core::{ExitResult, Message};
+
+use crate::stack::*;
 use wisp_core::{Key, Table, Value, ValueError};
 
 /// How deep a payload may nest; deeper is refused rather than risking the Rust stack.
@@ -115,21 +119,8 @@ pub(crate) unsafe fn raw_to_value(
         ffi::LUA_TFUNCTION => return Err(ValueError::Unsupported("function")),
         ffi::LUA_TTHREAD => return Err(ValueError::Unsupported("thread")),
         // A received message is its own Payload: forwarding it sends its data.
-        _ => crate::message::data_of(state, idx).ok_or(ValueError::Unsupported("userdata"))?,
+        _ => data_of(state, idx).ok_or(ValueError::Unsupported("userdata"))?,
     })
-}
-
-/// The bytes of the string at `idx`.
-///
-/// # Safety
-/// The value at `idx` must be a string; the slice lives as long as it stays on the stack.
-pub(crate) unsafe fn raw_bytes<'a>(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> &'a [u8] {
-    let mut len = 0usize;
-    let ptr = mlua::ffi::lua_tolstring(state, idx, &mut len);
-    if ptr.is_null() {
-        return &[];
-    }
-    std::slice::from_raw_parts(ptr as *const u8, len)
 }
 
 unsafe fn raw_table(
@@ -230,6 +221,111 @@ pub(crate) fn install_handle_types(lua: &Lua, types: mlua::Table) -> mlua::Resul
             mlua::ffi::lua_setfield(state, mlua::ffi::LUA_REGISTRYINDEX, HANDLE_TYPES.as_ptr());
         })
     }
+}
+
+/// Pushes a payload as a fresh Lua value owned by the receiving process.
+///
+/// # Safety
+/// `state` must be a live Lua state with room for two more values per level of `value`
+/// (checked here); no Lua code runs.
+pub(crate) unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
+    use mlua::ffi;
+    match value {
+        Value::Nil => ffi::lua_pushnil(state),
+        Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
+        Value::Number(n) => ffi::lua_pushnumber(state, *n),
+        Value::Str(s) => push_bytes(state, s),
+        Value::Table(t) => {
+            if ffi::lua_checkstack(state, 3) == 0 {
+                return Err("payload too deep to rebuild".into());
+            }
+            ffi::lua_createtable(state, t.array.len() as c_int, t.map.len() as c_int);
+            for (i, v) in t.array.iter().enumerate() {
+                push_value(state, v)?;
+                ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+            }
+            for (k, v) in &t.map {
+                match k {
+                    Key::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
+                    Key::Number(n) => ffi::lua_pushnumber(state, *n),
+                    Key::Str(s) => push_bytes(state, s),
+                }
+                push_value(state, v)?;
+                ffi::lua_rawset(state, -3);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes the payloads of a message: one value, or an array when there are several.
+/// Returns whether it was several.
+pub(crate) unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &[Value]) -> Result<bool, String> {
+    match payloads {
+        [] => {
+            mlua::ffi::lua_pushnil(state);
+            Ok(false)
+        }
+        [one] => {
+            push_value(state, one)?;
+            Ok(false)
+        }
+        many => {
+            mlua::ffi::lua_createtable(state, many.len() as c_int, 0);
+            for (i, v) in many.iter().enumerate() {
+                push_value(state, v)?;
+                mlua::ffi::lua_rawseti(state, -2, (i + 1) as mlua::ffi::lua_Integer);
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// An ended process's result, read from the stack at `idx`.
+pub(crate) unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int) -> ExitResult {
+    if !is_error {
+        let mut path = crate::convert::Copier::new();
+        return ExitResult::Value(
+            crate::convert::raw_to_value(state, idx, &mut path).unwrap_or_else(|e| Value::from(e.to_string())),
+        );
+    }
+    ExitResult::Error(error_text_at(state, idx))
+}
+
+/// The text of the error object at `idx`: the string itself, or what kind of value it is.
+pub(crate) unsafe fn error_text_at(state: *mut mlua::ffi::lua_State, idx: c_int) -> String {
+    if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
+        return String::from_utf8_lossy(crate::stack::raw_bytes(state, idx)).into_owned();
+    }
+    format!("error object is a {}", type_name(state, idx))
+}
+
+/// The userdata tag of inbox messages (mlua tags none of its userdata).
+pub(crate) const MESSAGE_TAG: c_int = 1;
+
+/// The message at `idx`, if it is one.
+///
+/// # Safety
+/// `idx` must be a valid index of `state`; the reference must not outlive the value's place on
+/// the stack.
+pub(crate) unsafe fn message_at<'a>(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<&'a Message> {
+    // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`), kept alive
+    // by its place on the stack.
+    (mlua::ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()
+}
+
+/// The data of the message at `idx`, as `data()` would return it, if it is a message (a copy
+/// for `process.send`: a message with one payload is that payload's Payload object).
+///
+/// # Safety
+/// `idx` must be a valid index of `state`.
+pub(crate) unsafe fn data_of(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<Value> {
+    let m = message_at(state, idx)?;
+    Some(match m.payloads.as_slice() {
+        [] => Value::Nil,
+        [one] => one.clone(),
+        many => Value::Table(Box::new(wisp_core::Table { array: many.to_vec(), map: Vec::new() })),
+    })
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@ mod code;
 mod convert;
 mod kernel;
 mod message;
+mod modules;
 mod preempt;
-mod security;
+mod protocol;
 mod shard;
+mod stack;
 
 pub use code::{ChunkCache, LuaCode};
 pub use convert::{lua_to_value, value_to_lua};

@@ -13,12 +13,11 @@ use std::ffi::c_void;
 use std::os::raw::c_int;
 
 use mlua::{ffi, Lua};
-use wisp_core::{Message, Value};
+use wisp_core::Message;
 
-use crate::shard::{complete, push_payloads, push_str, Core, Reply};
-
-/// The userdata tag of inbox messages (mlua tags none of its userdata).
-const MESSAGE_TAG: c_int = 1;
+use crate::convert::{message_at, push_payloads, MESSAGE_TAG};
+use crate::shard::core::Core;
+use crate::stack::{complete, push_str, Reply};
 
 // A userdata's memory is aligned like `LUAI_USER_ALIGNMENT_T` (8 bytes on every target).
 const _: () = assert!(std::mem::align_of::<Message>() <= 8);
@@ -73,34 +72,9 @@ unsafe extern "C" fn drop_message(_: *mut ffi::lua_State, data: *mut c_void) {
     std::ptr::drop_in_place(data as *mut Message);
 }
 
-/// The message at `idx`, if it is one.
-///
-/// # Safety
-/// `idx` must be a valid index of `state`; the reference must not outlive the value's place on
-/// the stack.
-unsafe fn message_at<'a>(state: *mut ffi::lua_State, idx: c_int) -> Option<&'a Message> {
-    // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`), kept alive
-    // by its place on the stack.
-    (ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()
-}
-
 /// The message a method was called on (argument 1), if it is one.
 unsafe fn this<'a>(state: *mut ffi::lua_State) -> Option<&'a Message> {
     message_at(state, 1)
-}
-
-/// The data of the message at `idx`, as `data()` would return it, if it is a message (a copy
-/// for `process.send`: a message with one payload is that payload's Payload object).
-///
-/// # Safety
-/// `idx` must be a valid index of `state`.
-pub(crate) unsafe fn data_of(state: *mut ffi::lua_State, idx: c_int) -> Option<Value> {
-    let m = message_at(state, idx)?;
-    Some(match m.payloads.as_slice() {
-        [] => Value::Nil,
-        [one] => one.clone(),
-        many => Value::Table(Box::new(wisp_core::Table { array: many.to_vec(), map: Vec::new() })),
-    })
 }
 
 /// Ends a method that pushed one value, or raises what stopped it at the caller's line.

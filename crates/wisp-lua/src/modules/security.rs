@@ -1,10 +1,39 @@
-//! `security.can` for a process: its actor and scope, as payload tables, judged by wisp-security.
+//! `security`: the actor and scope a process runs as, and `security.can`, judged by wisp-security.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mlua::{Lua, Table, Value as LuaValue};
 use wisp_core::{Key, Value};
-use wisp_security::{decide, Actor, Effect, Pattern, Policy, Request, Scope};
+use wisp_security::{decide, Actor, Effect as PolicyEffect, Pattern, Policy, Request, Scope};
+
+use crate::convert::*;
+use crate::shard::core::*;
+
+/// Registers this module's callbacks in `r`.
+pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<()> {
+    let c = core.clone();
+    r.set(
+        "security",
+        lua.create_function(move |lua, ()| {
+            let (actor, scope) = with_proc(&c, running(&c), |p| (p.actor.clone(), p.scope.clone()))?;
+            let to_lua = |v: Option<Arc<Value>>| match v {
+                Some(v) => value_to_lua(lua, &v),
+                None => Ok(LuaValue::Nil),
+            };
+            Ok((to_lua(actor)?, to_lua(scope)?))
+        })?,
+    )?;
+    let c = core.clone();
+    r.set(
+        "can",
+        lua.create_function(move |_, (action, resource): (String, String)| {
+            let (actor, scope) = with_proc(&c, running(&c), |p| (p.actor.clone(), p.scope.clone()))?;
+            Ok(can(actor.as_deref(), scope.as_deref(), &action, &resource))
+        })?,
+    )?;
+    Ok(())
+}
 
 fn field<'a>(table: &'a Value, name: &str) -> Option<&'a Value> {
     let Value::Table(t) = table else { return None };
@@ -34,8 +63,8 @@ fn actor_of(value: &Value) -> Actor {
 /// A policy given as a table `{id, actions, resources, effect}`; others are ignored.
 fn policy_of(value: &Value) -> Option<Policy> {
     let effect = match field(value, "effect").and_then(Value::as_str)? {
-        "allow" => Effect::Allow,
-        "deny" => Effect::Deny,
+        "allow" => PolicyEffect::Allow,
+        "deny" => PolicyEffect::Deny,
         _ => return None,
     };
     Some(Policy {
