@@ -8,21 +8,13 @@ pub(crate) const PRELUDE: &str = include_str!("prelude.luau");
 
 // Item kinds and step outcomes shared with prelude.luau.
 pub(crate) const K_MESSAGE: u8 = 1;
-
 pub(crate) const K_LISTENER: u8 = 3;
-
 pub(crate) const K_LISTENER_MESSAGE: u8 = 4;
-
 pub(crate) const K_EVENT: u8 = 5;
-
 pub(crate) const K_TIMER: u8 = 6;
-
 pub(crate) const K_KILL: u8 = 7;
-
 pub(crate) const S_WAITING: u8 = 0;
-
 pub(crate) const S_READY: u8 = 1;
-
 pub(crate) const S_DONE: u8 = 2;
 
 /// Mailbox items handed to Lua per step; the rest wait for the next step so one flooded
@@ -36,11 +28,8 @@ pub(crate) const DRIVER_DRIVE: c_int = NEXT_GLOBALS + 1;
 /// A process record's fixed fields, its first array slots (keep in sync with the prelude's
 /// `TOKEN, MAIN, RECV, INBOX`).
 pub(crate) const RECORD_TOKEN: mlua::ffi::lua_Integer = 1;
-
 pub(crate) const RECORD_MAIN: mlua::ffi::lua_Integer = 2;
-
 pub(crate) const RECORD_RECV: mlua::ffi::lua_Integer = 3;
-
 pub(crate) const RECORD_FIELDS: usize = 4;
 
 /// What the driver passes `R.next` after the previous step's outcome (its arguments 5 to 11,
@@ -49,15 +38,10 @@ pub(crate) const RECORD_FIELDS: usize = 4;
 /// records, the template of a process record and the shard's
 /// read-only globals.
 pub(crate) const NEXT_BODY: c_int = 2;
-
 pub(crate) const NEXT_ENV_MT: c_int = 3;
-
 pub(crate) const NEXT_CHUNKS: c_int = 4;
-
 pub(crate) const NEXT_PROCS: c_int = 5;
-
 pub(crate) const NEXT_RECORD_TEMPLATE: c_int = 6;
-
 pub(crate) const NEXT_GLOBALS: c_int = 7;
 
 /// `R.next`'s arguments: the previous step's record slot, status, and exit (is_error, value).
@@ -73,4 +57,104 @@ pub(crate) const NEXT_TABLES: c_int = NEXT_GLOBALS - NEXT_BODY + 1;
 /// running inside `R.next` (on its `state`) may use these slots.
 pub(crate) const fn next_slot(table: c_int) -> c_int {
     NEXT_ARGS + table - NEXT_BODY + 1
+}
+
+#[cfg(test)]
+mod drift_tests {
+    //! The prelude names the same numbers as this file, and the same modules as the registry.
+    use super::*;
+
+    /// The values of a Lua line `local A, B, C = 1, 2, 3` whose first name is `first`.
+    fn lua_constants(first: &str) -> Vec<(String, i64)> {
+        let line = PRELUDE
+            .lines()
+            .find(|l| l.starts_with(&format!("local {first},")))
+            .unwrap_or_else(|| panic!("the prelude declares `local {first}, ...`"));
+        let (names, values) = line.trim_start_matches("local ").split_once('=').expect("an assignment");
+        let values = values.split("--").next().unwrap_or_default();
+        let names = names.split(',').map(|n| n.trim().to_string());
+        let values = values.split(',').map(|v| v.trim().parse::<i64>().expect("an integer"));
+        names.zip(values).collect()
+    }
+
+    fn named(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn item_kinds_step_outcomes_and_record_fields_agree_with_the_prelude() {
+        let cases = [
+            (
+                "K_MESSAGE",
+                named(&[
+                    ("K_MESSAGE", K_MESSAGE.into()),
+                    ("K_LISTENER", K_LISTENER.into()),
+                    ("K_LISTENER_MESSAGE", K_LISTENER_MESSAGE.into()),
+                    ("K_EVENT", K_EVENT.into()),
+                    ("K_TIMER", K_TIMER.into()),
+                    ("K_KILL", K_KILL.into()),
+                ]),
+            ),
+            (
+                "S_WAITING",
+                named(&[("S_WAITING", S_WAITING.into()), ("S_READY", S_READY.into()), ("S_DONE", S_DONE.into())]),
+            ),
+            (
+                "TOKEN",
+                named(&[
+                    ("TOKEN", RECORD_TOKEN as i64),
+                    ("MAIN", RECORD_MAIN as i64),
+                    ("RECV", RECORD_RECV as i64),
+                    ("INBOX", RECORD_FIELDS as i64),
+                ]),
+            ),
+        ];
+        for (first, rust) in cases {
+            assert_eq!(lua_constants(first), rust, "the prelude's `{first}` line and protocol.rs");
+        }
+    }
+
+    #[test]
+    fn the_driver_passes_r_next_its_tables_in_the_order_of_the_next_slots() {
+        let call = PRELUDE
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.split_once("next_step(").map(|(_, args)| args.to_string()))
+            .expect("the driver calls next_step(...)");
+        let args: Vec<&str> = call.split(')').next().unwrap_or_default().split(',').map(str::trim).collect();
+        let tables = &args[NEXT_ARGS as usize..];
+        let expected = [
+            (NEXT_BODY, "body"),
+            (NEXT_ENV_MT, "env_mt"),
+            (NEXT_CHUNKS, "chunks"),
+            (NEXT_PROCS, "procs"),
+            (NEXT_RECORD_TEMPLATE, "template"),
+            (NEXT_GLOBALS, "globals"),
+        ];
+        assert_eq!(tables.len(), NEXT_TABLES as usize, "{args:?}");
+        for (slot, name) in expected {
+            assert_eq!(tables[(slot - NEXT_BODY) as usize], name, "slot {slot}");
+        }
+    }
+
+    #[test]
+    fn the_prelude_provides_the_modules_the_registry_lists() {
+        let line = PRELUDE
+            .lines()
+            .find(|l| l.starts_with("local builtin_modules = {"))
+            .expect("the prelude declares its builtin modules on one line");
+        let mut in_lua: Vec<&str> = line
+            .split(['{', '}'])
+            .nth(1)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| pair.split('=').next())
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut listed = wisp_registry::PROVIDED_MODULES.to_vec();
+        in_lua.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(in_lua, listed);
+    }
 }
