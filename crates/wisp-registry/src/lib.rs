@@ -4,6 +4,10 @@
 //! A registry file has `version: "1.0"` (optional), `namespace: app.sub` and `entries: [...]`;
 //! each entry has `name`, `kind` and kind-specific fields at its root. Entry IDs are
 //! `namespace:name`. Every problem is reported with its file, line and entry.
+//!
+//! Entries carry the types of the crates that use them, not copies: a lifecycle's `restart` is
+//! [`wisp_supervisor::RestartPolicyParams`], a `security.policy` entry's policy is a
+//! [`wisp_security::Policy`] and a lifecycle's actor a [`wisp_security::Actor`].
 
 mod duration;
 mod load;
@@ -19,6 +23,8 @@ use std::time::Duration;
 pub use duration::{parse_duration, parse_go_duration, DurationError};
 pub use names::{NameError, NameRegistry};
 pub use wisp_core::Value;
+use wisp_security::{Actor, Policy};
+use wisp_supervisor::RestartPolicyParams;
 
 /// The `modules:` names Wisp provides to `require`.
 pub const PROVIDED_MODULES: &[&str] = &["time", "io", "security", "uuid", "ctx"];
@@ -80,7 +86,12 @@ pub enum EntryKind {
     ProcessHost(HostSpec),
     TerminalHost(HostSpec),
     ProcessService(ServiceSpec),
-    SecurityPolicy(PolicySpec),
+    /// A `security.policy` entry: its `policy:` (with the entry ID, `ns:name`, as its `id`) and
+    /// the entry's `groups`.
+    SecurityPolicy {
+        policy: Policy,
+        groups: Vec<String>,
+    },
     /// A kind Wisp does not know (a warning at load).
     Other {
         kind: String,
@@ -97,7 +108,7 @@ impl EntryKind {
             EntryKind::ProcessHost(_) => "process.host",
             EntryKind::TerminalHost(_) => "terminal.host",
             EntryKind::ProcessService(_) => "process.service",
-            EntryKind::SecurityPolicy(_) => "security.policy",
+            EntryKind::SecurityPolicy { .. } => "security.policy",
             EntryKind::Other { kind } => kind,
         }
     }
@@ -115,6 +126,14 @@ impl EntryKind {
         match self {
             EntryKind::ProcessHost(h) | EntryKind::TerminalHost(h) => Some(&h.lifecycle),
             EntryKind::ProcessService(s) => Some(&s.lifecycle),
+            _ => None,
+        }
+    }
+
+    /// The policy of a `security.policy` entry.
+    pub fn policy(&self) -> Option<&Policy> {
+        match self {
+            EntryKind::SecurityPolicy { policy, .. } => Some(policy),
             _ => None,
         }
     }
@@ -176,7 +195,9 @@ pub struct Lifecycle {
     pub start_timeout: Option<Duration>,
     pub stop_timeout: Duration,
     pub stable_threshold: Duration,
-    pub restart: RestartPolicy,
+    /// `lifecycle.restart`, as the supervisor takes it; absent fields keep
+    /// [`RestartPolicyParams::default`] (the contract's defaults).
+    pub restart: RestartPolicyParams,
     pub security: Option<SecuritySpec>,
 }
 
@@ -188,30 +209,8 @@ impl Default for Lifecycle {
             start_timeout: None,
             stop_timeout: Duration::from_secs(10),
             stable_threshold: Duration::from_secs(5),
-            restart: RestartPolicy::default(),
+            restart: RestartPolicyParams::default(),
             security: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RestartPolicy {
-    pub initial_delay: Duration,
-    pub max_delay: Duration,
-    pub backoff_factor: f64,
-    pub jitter: f64,
-    /// 0 = unlimited.
-    pub max_attempts: u32,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy {
-            initial_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(90),
-            backoff_factor: 2.0,
-            jitter: 0.1,
-            max_attempts: 0,
         }
     }
 }
@@ -219,39 +218,8 @@ impl Default for RestartPolicy {
 /// `lifecycle.security`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SecuritySpec {
-    pub actor: Option<ActorSpec>,
+    pub actor: Option<Actor>,
     pub policies: Vec<EntryId>,
-    pub groups: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ActorSpec {
-    pub id: String,
-    pub meta: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyEffect {
-    Allow,
-    Deny,
-}
-
-/// A condition of a policy: `{field, operator (default "eq"), value}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConditionSpec {
-    pub field: String,
-    pub operator: String,
-    pub value: String,
-}
-
-/// A `security.policy` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicySpec {
-    /// Patterns; a single string in YAML is a one-element list.
-    pub actions: Vec<String>,
-    pub resources: Vec<String>,
-    pub effect: PolicyEffect,
-    pub conditions: Vec<ConditionSpec>,
     pub groups: Vec<String>,
 }
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_yaml::{Mapping, Value as Y};
+use wisp_security::{Actor, Condition, ConditionOp, Effect, Pattern, Policy};
+use wisp_supervisor::RestartPolicyParams;
 
 use crate::duration::{parse_duration, seconds};
 use crate::*;
@@ -254,8 +256,8 @@ fn parse_lua(m: &Mapping, yaml_dir: &Path, p: &mut Probs) -> Option<LuaEntry> {
     Some(LuaEntry { source_path, source: Arc::from(text), method, modules, imports, meta })
 }
 
-fn parse_restart(m: &Mapping, p: &mut Probs) -> RestartPolicy {
-    let mut r = RestartPolicy::default();
+fn parse_restart(m: &Mapping, p: &mut Probs) -> RestartPolicyParams {
+    let mut r = RestartPolicyParams::default();
     let Some(m) = get_map(m, "restart", "lifecycle.restart", p) else {
         return r;
     };
@@ -281,7 +283,7 @@ fn parse_restart(m: &Mapping, p: &mut Probs) -> RestartPolicy {
 
 fn parse_security(m: &Mapping, p: &mut Probs) -> Option<SecuritySpec> {
     let m = get_map(m, "security", "lifecycle.security", p)?;
-    let actor = get_map(m, "actor", "security.actor", p).map(|a| ActorSpec {
+    let actor = get_map(m, "actor", "security.actor", p).map(|a| Actor {
         id: get_str(a, "id", "actor.id", p).unwrap_or_default(),
         meta: get_string_map(a, "meta", "actor.meta", p),
     });
@@ -344,7 +346,8 @@ fn parse_service(m: &Mapping, p: &mut Probs) -> Option<ServiceSpec> {
     Some(ServiceSpec { process: process?, host: host?, input, lifecycle })
 }
 
-fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
+/// A `security.policy` entry: its `policy:` as a [`Policy`] whose `id` is the entry ID.
+fn parse_policy(m: &Mapping, id: &EntryId, p: &mut Probs) -> Option<EntryKind> {
     let groups = get_str_list(m, "groups", "groups", false, p);
     let Some(pm) = get_map(m, "policy", "policy", p) else {
         if get(m, "policy").is_none() {
@@ -353,8 +356,8 @@ fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
         return None;
     };
     let effect = match get_str(pm, "effect", "policy.effect", p).as_deref() {
-        Some("allow") => Some(PolicyEffect::Allow),
-        Some("deny") => Some(PolicyEffect::Deny),
+        Some("allow") => Some(Effect::Allow),
+        Some("deny") => Some(Effect::Deny),
         Some(other) => {
             p.push("effect", format!("`policy.effect` must be allow or deny, found `{other}`"));
             None
@@ -373,22 +376,29 @@ fn parse_policy(m: &Mapping, p: &mut Probs) -> Option<PolicySpec> {
                     wrong(p, "conditions", "a list of mappings", item);
                     continue;
                 };
-                conditions.push(ConditionSpec {
-                    field: get_str(c, "field", "conditions.field", p).unwrap_or_default(),
-                    operator: get_str(c, "operator", "conditions.operator", p).unwrap_or_else(|| "eq".into()),
-                    value: get(c, "value").map(scalar_text).unwrap_or_default(),
-                });
+                let field = get_str(c, "field", "conditions.field", p).unwrap_or_default();
+                let op = match get_str(c, "operator", "conditions.operator", p).as_deref() {
+                    None | Some("eq") => Some(ConditionOp::Eq),
+                    Some("ne") => Some(ConditionOp::Ne),
+                    Some(other) => {
+                        let msg = format!("`conditions.operator` must be eq or ne, found `{other}`");
+                        p.push("conditions.operator", msg);
+                        None
+                    }
+                };
+                let value = get(c, "value").map(scalar_text).unwrap_or_default();
+                if let Some(op) = op {
+                    conditions.push(Condition { field, op, value });
+                }
             }
         }
         Some(v) => wrong(p, "conditions", "a list", v),
     }
-    Some(PolicySpec {
-        actions: get_str_list(pm, "actions", "policy.actions", true, p),
-        resources: get_str_list(pm, "resources", "policy.resources", true, p),
-        effect: effect?,
-        conditions,
-        groups,
-    })
+    let patterns = |list: Vec<String>| -> Vec<Pattern> { list.iter().map(|s| Pattern::parse(s)).collect() };
+    let actions = patterns(get_str_list(pm, "actions", "policy.actions", true, p));
+    let resources = patterns(get_str_list(pm, "resources", "policy.resources", true, p));
+    let policy = Policy { id: id.to_string(), actions, resources, effect: effect?, conditions };
+    Some(EntryKind::SecurityPolicy { policy, groups })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,7 +673,7 @@ impl Loader {
             "process.host" => Some(EntryKind::ProcessHost(parse_host(m, &mut p))),
             "terminal.host" => Some(EntryKind::TerminalHost(parse_host(m, &mut p))),
             "process.service" => parse_service(m, &mut p).map(EntryKind::ProcessService),
-            "security.policy" => parse_policy(m, &mut p).map(EntryKind::SecurityPolicy),
+            "security.policy" => parse_policy(m, &id, &mut p),
             _ => {
                 self.registry.warnings.push(Diagnostic {
                     location: location.clone(),

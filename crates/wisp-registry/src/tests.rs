@@ -1,6 +1,8 @@
 use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wisp_core::{HostIndex, Pid};
+use wisp_security::{decide, Actor, Condition, ConditionOp, Effect, Pattern, Policy, Request, Scope};
+use wisp_supervisor::{restart_delay, RestartPolicyParams, ServiceConfig};
 
 /// A fresh temporary folder with the given files; removed on drop.
 struct TempDir(PathBuf);
@@ -116,9 +118,14 @@ fn loads_a_good_folder() {
     assert_eq!(sec.actor.as_ref().unwrap().meta["role"], "admin");
     assert_eq!(sec.policies, [id("app:allow_all")]);
 
-    let EntryKind::SecurityPolicy(pol) = &reg.get(&id("app:allow_all")).unwrap().kind else { panic!() };
-    assert_eq!(pol.actions, ["*"]);
-    assert_eq!(pol.effect, PolicyEffect::Allow);
+    let EntryKind::SecurityPolicy { policy: pol, groups } = &reg.get(&id("app:allow_all")).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(pol.id, "app:allow_all");
+    assert_eq!(pol.actions, [Pattern::Any]);
+    assert_eq!(pol.resources, [Pattern::Prefix("app.".into())]);
+    assert_eq!(pol.effect, Effect::Allow);
+    assert!(groups.is_empty());
 
     let warnings: Vec<String> = reg.warnings().iter().map(|w| w.to_string()).collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
@@ -224,6 +231,13 @@ fn reports_bad_registries() {
             ],
             &[("a.yaml", 7, "`policy.effect` must be allow or deny, found `maybe`")],
         ),
+        (
+            &[(
+                "a.yaml",
+                "namespace: app\nentries:\n  - name: pol\n    kind: security.policy\n    policy:\n      effect: allow\n      conditions:\n        - field: actor.id\n          operator: gt\n          value: x\n",
+            )],
+            &[("a.yaml", 9, "entry app:pol: `conditions.operator` must be eq or ne, found `gt`")],
+        ),
     ];
     for (i, (files, want)) in cases.iter().enumerate() {
         let mut all: Vec<(&str, &str)> = files.to_vec();
@@ -244,6 +258,125 @@ fn reports_bad_registries() {
             );
         }
     }
+}
+
+const TYPED: &str = r#"namespace: app
+entries:
+  - name: hosts
+    kind: process.host
+  - name: worker
+    kind: process.lua
+    source: file://worker.lua
+  - name: svc
+    kind: process.service
+    process: app:worker
+    host: app:hosts
+    lifecycle:
+      restart:
+        initial_delay: 2s
+        max_delay: 30s
+        backoff_factor: 1.5
+        jitter: 0.25
+        max_attempts: 4
+      security:
+        actor: { id: svc-actor, meta: { role: admin, level: 3 } }
+        policies: [app:no_admin_kill]
+        groups: [ops]
+  - name: plain
+    kind: process.service
+    process: app:worker
+    host: app:hosts
+  - name: no_admin_kill
+    kind: security.policy
+    groups: [ops, audit]
+    policy:
+      actions: [process.terminate, "process.spawn*"]
+      resources: "*"
+      effect: deny
+      conditions:
+        - { field: actor.meta.role, value: admin }
+        - { field: meta.pid, operator: ne, value: 7 }
+"#;
+
+/// A service's `restart` block arrives as the supervisor's own type and a policy as the security
+/// crate's, with the YAML's values, and each works unchanged where its crate uses it.
+#[test]
+fn entries_are_the_supervisor_and_security_types() {
+    let dir = TempDir::new(&[("app.yaml", TYPED), ("worker.lua", "return {}")]);
+    let reg = Registry::load_dir(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+
+    let EntryKind::ProcessService(svc) = &reg.get(&id("app:svc")).unwrap().kind else { panic!() };
+    let restart: &RestartPolicyParams = &svc.lifecycle.restart;
+    assert_eq!(
+        *restart,
+        RestartPolicyParams {
+            initial_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(30),
+            backoff_factor: 1.5,
+            jitter: 0.25,
+            max_attempts: 4,
+        }
+    );
+    assert_eq!(restart_delay(restart, 3, 0.0), Duration::from_secs_f64(4.5));
+    let config = ServiceConfig { restart: restart.clone(), ..ServiceConfig::new("app:svc") };
+    assert_eq!(config.restart.max_attempts, 4);
+
+    // No `restart:` block: the contract's defaults.
+    let EntryKind::ProcessService(plain) = &reg.get(&id("app:plain")).unwrap().kind else { panic!() };
+    assert_eq!(
+        plain.lifecycle.restart,
+        RestartPolicyParams {
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(90),
+            backoff_factor: 2.0,
+            jitter: 0.1,
+            max_attempts: 0,
+        }
+    );
+    assert_eq!(plain.lifecycle.restart, RestartPolicyParams::default());
+
+    let sec = svc.lifecycle.security.as_ref().unwrap();
+    let actor: &Actor = sec.actor.as_ref().unwrap();
+    assert_eq!(actor.id, "svc-actor");
+    assert_eq!(actor.meta, [("level".into(), "3".into()), ("role".into(), "admin".into())].into());
+    assert_eq!(sec.policies, [id("app:no_admin_kill")]);
+    assert_eq!(sec.groups, ["ops"]);
+
+    let entry = reg.get(&id("app:no_admin_kill")).unwrap();
+    let EntryKind::SecurityPolicy { policy, groups } = &entry.kind else { panic!() };
+    assert_eq!(groups, &["ops", "audit"]);
+    let policy: &Policy = policy;
+    assert_eq!(entry.kind.policy(), Some(policy));
+    assert_eq!(
+        *policy,
+        Policy {
+            id: "app:no_admin_kill".into(),
+            actions: vec![Pattern::Exact("process.terminate".into()), Pattern::Prefix("process.spawn".into())],
+            resources: vec![Pattern::Any],
+            effect: Effect::Deny,
+            conditions: vec![
+                Condition::eq("actor.meta.role", "admin"),
+                Condition { field: "meta.pid".into(), op: ConditionOp::Ne, value: "7".into() },
+            ],
+        }
+    );
+
+    // The loaded actor and policy decide requests as they are.
+    let allow_all = Policy {
+        id: "test:allow_all".into(),
+        actions: vec![Pattern::Any],
+        resources: vec![Pattern::Any],
+        effect: Effect::Allow,
+        conditions: Vec::new(),
+    };
+    let scope = Scope::new(vec![std::sync::Arc::new(policy.clone()), std::sync::Arc::new(allow_all)]);
+    let meta = |pid: &str| [("pid".to_string(), pid.to_string())].into();
+    let (m1, m7) = (meta("1"), meta("7"));
+    let ask = |action, meta| decide(Some(&scope), &Request { actor: Some(actor), action, resource: "x", meta }, true);
+    assert!(!ask("process.terminate", Some(&m1)).is_allowed());
+    assert!(!ask("process.spawn.linked", Some(&m1)).is_allowed());
+    assert!(ask("process.terminate", Some(&m7)).is_allowed());
+    assert!(ask("process.send", Some(&m1)).is_allowed());
 }
 
 #[test]

@@ -1,28 +1,20 @@
 //! The harness shared by the Lua-program tests: write an app folder (one YAML registry plus Lua
-//! files), build a [`Node`], run `app:main` on the terminal host and wait for its end with a
-//! timeout (never a sleep). Each Lua file `x.lua` becomes the entry `app:x`; `app:processes` is a
-//! process host with two workers ([`DEFAULT_HOST`]; [`App::start`] takes another). An app may
-//! also have libraries: each `x.lua` of them is the `library.lua` entry `app:x`, which every
-//! entry of the app imports as `x` (`require("x")`).
+//! files), build a [`Node`] and start an entry of the app on its terminal host. Each Lua file
+//! `x.lua` becomes the entry `app:x`; `app:processes` is a process host whose `host:` map the
+//! caller gives. An app may also have libraries: each `x.lua` of them is the `library.lua` entry
+//! `app:x`, which every entry of the app imports as `x` (`require("x")`). [`cases`] runs
+//! folders of Lua cases, each with its expected outcome in a header comment, on this harness.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod cases;
+
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use wisp_core::{ExitResult, Pid, Value};
 use wisp_registry::Registry;
 use wisp_runtime::{Node, NodeBuilder, TerminalIo};
-
-/// The default entry of an app: runs `app:case` on the process host and returns its value (or
-/// fails with its error).
-pub const DEFAULT_MAIN: &str = r#"
-local function main(...)
-	return process.exec("app:case", "app:processes", ...)
-end
-return { main = main }
-"#;
 
 /// Terminal output captured in memory.
 #[derive(Default)]
@@ -46,11 +38,8 @@ impl Capture {
     }
 }
 
-/// The `host:` map of `app:processes` in [`App::run_with`]'s apps.
-pub const DEFAULT_HOST: &str = "workers: 2";
-
-/// An app started by [`App::start`]: its node, `app:main`'s PID, a receiver of `app:main`'s
-/// end, its terminal output, and the app folder (removed when `dir` is dropped).
+/// An app started by [`App::start`]: its node, the started entry's PID, a receiver of its end,
+/// its terminal output, and the app folder (removed when `dir` is dropped).
 pub struct Started {
     pub node: Node,
     pub main: Pid,
@@ -59,17 +48,15 @@ pub struct Started {
     pub dir: tempfile::TempDir,
 }
 
-/// An app: the programs every case of a test file shares, plus the case's own (same names win),
-/// and the libraries every program imports.
+/// An app: its programs and the libraries every program imports.
 pub struct App<'a> {
-    pub common: &'a [(&'a str, &'a str)],
     pub files: &'a [(&'a str, &'a str)],
     pub libraries: &'a [(&'a str, &'a str)],
 }
 
 impl App<'_> {
     /// Writes the app folder; `host` is the `host:` map of `app:processes`, as YAML lines
-    /// without indentation (see [`DEFAULT_HOST`]).
+    /// without indentation (e.g. `workers: 2`).
     pub fn write_with_host(&self, dir: &Path, host: &str) {
         let mut yaml = String::from(
             "version: \"1.0\"\nnamespace: app\n\nentries:\n  - name: processes\n    kind: process.host\n    host:\n",
@@ -80,14 +67,9 @@ impl App<'_> {
             yaml.push('\n');
         }
         yaml.push_str("\n  - name: terminal\n    kind: terminal.host\n");
-        let mut all: Vec<(&str, &str)> = self.common.to_vec();
-        for (name, source) in self.files {
-            all.retain(|(n, _)| n != name);
-            all.push((name, source));
-        }
         let stem = |name: &str| name.strip_suffix(".lua").expect("Lua files end in .lua").to_owned();
         let imports: Vec<String> = self.libraries.iter().map(|(name, _)| format!("{0}: app:{0}", stem(name))).collect();
-        for (name, source) in &all {
+        for (name, source) in self.files {
             std::fs::write(dir.join(name), source).unwrap();
             yaml.push_str(&format!(
                 "\n  - name: {}\n    kind: process.lua\n    source: file://{name}\n    modules: [time, ctx, uuid, security]\n",
@@ -111,9 +93,15 @@ impl App<'_> {
     }
 
     /// Writes the app (with `host` as in [`App::write_with_host`]), builds a node `customize`
-    /// may add to and starts `app:main` with `args` on the terminal host, without waiting: the
+    /// may add to and starts `entry` with `args` on the terminal host, without waiting: the
     /// caller waits on [`Started::done`] and decides what to do with the node.
-    pub fn start(&self, host: &str, args: Vec<Value>, customize: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Started {
+    pub fn start(
+        &self,
+        host: &str,
+        entry: &str,
+        args: Vec<Value>,
+        customize: impl FnOnce(NodeBuilder) -> NodeBuilder,
+    ) -> Started {
         let dir = tempfile::tempdir().unwrap();
         self.write_with_host(dir.path(), host);
         let registry = Registry::load_dir(dir.path()).unwrap_or_else(|e| panic!("registry does not load:\n{e}"));
@@ -122,27 +110,7 @@ impl App<'_> {
         let node = customize(builder).build().expect("node builds");
         let host = node.terminal_host().expect("the app declares a terminal host").to_owned();
         assert_eq!(host, "app:terminal");
-        let (main, done) = node.spawn_watched("app:main", &host, args).expect("app:main spawns");
+        let (main, done) = node.spawn_watched(entry, &host, args).unwrap_or_else(|e| panic!("{entry} spawns: {e}"));
         Started { node, main, done, io, dir }
-    }
-
-    /// Runs `app:main` with `args` on a node `customize` may add to; returns how it ended.
-    pub fn run_with(
-        &self,
-        args: Vec<Value>,
-        timeout: Duration,
-        customize: impl FnOnce(NodeBuilder) -> NodeBuilder,
-    ) -> ExitResult {
-        // `_dir` keeps the app folder until the end.
-        let Started { node, done, io, dir: _dir, .. } = self.start(DEFAULT_HOST, args, customize);
-        let result = done.recv_timeout(timeout).unwrap_or_else(|e| {
-            panic!("app:main did not end within {timeout:?} ({e}); terminal output:\n{}", io.text())
-        });
-        node.shutdown();
-        result
-    }
-
-    pub fn run(&self, args: Vec<Value>, timeout: Duration) -> ExitResult {
-        self.run_with(args, timeout, |b| b)
     }
 }

@@ -1,0 +1,5 @@
+local function main()
+	local t = {}
+	t:nope()
+end
+return { main = main }

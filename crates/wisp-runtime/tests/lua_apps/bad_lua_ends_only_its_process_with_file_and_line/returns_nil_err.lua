@@ -1,0 +1,4 @@
+local function main()
+	return nil, "bad"
+end
+return { main = main }

@@ -1,0 +1,4 @@
+local function main()
+	error("boom")
+end
+return { main = main }

@@ -1,0 +1,6 @@
+local function main()
+	local ch = channel.new()
+	ch:receive()
+	return "unreachable"
+end
+return { main = main }

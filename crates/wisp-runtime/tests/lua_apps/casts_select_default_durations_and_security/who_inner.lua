@@ -1,0 +1,2 @@
+local security = require("security")
+return { main = function() return security.actor():id() end }

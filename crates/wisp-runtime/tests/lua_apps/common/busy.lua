@@ -1,0 +1,5 @@
+local function main()
+	while true do
+	end
+end
+return { main = main }

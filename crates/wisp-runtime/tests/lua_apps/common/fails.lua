@@ -1,0 +1,4 @@
+local function main()
+	error("child failed on purpose")
+end
+return { main = main }
