@@ -71,27 +71,21 @@ pub fn lua_to_value(lua: &Lua, value: &LuaValue) -> Result<Value, ValueError> {
 
 /// Rebuilds a payload as a fresh Lua value owned by the receiving process.
 pub fn value_to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
-    Ok(match value {
-        Value::Nil => LuaValue::Nil,
-        Value::Bool(b) => LuaValue::Boolean(*b),
-        Value::Number(n) => LuaValue::Number(*n),
-        Value::Str(s) => LuaValue::String(lua.create_string(s)?),
-        Value::Table(t) => {
-            let table = lua.create_table_with_capacity(t.array.len(), t.map.len())?;
-            for (i, v) in t.array.iter().enumerate() {
-                table.raw_set(i + 1, value_to_lua(lua, v)?)?;
+    let mut failed = None;
+    // SAFETY: the raw call starts with an empty stack and returns the one value pushed;
+    // `push_value` runs no Lua code and checks the stack room it needs.
+    let pushed = unsafe {
+        lua.exec_raw::<LuaValue>((), |state| {
+            if let Err(e) = push_value(state, value) {
+                mlua::ffi::lua_pushnil(state);
+                failed = Some(e);
             }
-            for (k, v) in &t.map {
-                let key = match k {
-                    Key::Bool(b) => LuaValue::Boolean(*b),
-                    Key::Number(n) => LuaValue::Number(*n),
-                    Key::Str(s) => LuaValue::String(lua.create_string(s)?),
-                };
-                table.raw_set(key, value_to_lua(lua, v)?)?;
-            }
-            LuaValue::Table(table)
-        }
-    })
+        })
+    }?;
+    match failed {
+        Some(e) => Err(mlua::Error::runtime(e)),
+        None => Ok(pushed),
+    }
 }
 
 /// Copies the Lua value at stack index `idx` (absolute) into a payload, through the raw API:
@@ -106,64 +100,92 @@ pub(crate) unsafe fn raw_to_value(
     copier: &mut Copier,
 ) -> Result<Value, ValueError> {
     use mlua::ffi;
-    Ok(match ffi::lua_type(state, idx) {
+    // SAFETY: `state` is live and `idx` valid (the caller's promise).
+    Ok(match unsafe { ffi::lua_type(state, idx) } {
         ffi::LUA_TNIL => Value::Nil,
-        ffi::LUA_TBOOLEAN => Value::Bool(ffi::lua_toboolean(state, idx) != 0),
-        ffi::LUA_TNUMBER => Value::Number(ffi::lua_tonumber(state, idx)),
+        // SAFETY: as above.
+        ffi::LUA_TBOOLEAN => Value::Bool(unsafe { ffi::lua_toboolean(state, idx) } != 0),
+        // SAFETY: as above.
+        ffi::LUA_TNUMBER => Value::Number(unsafe { ffi::lua_tonumber(state, idx) }),
         ffi::LUA_TSTRING => {
-            let bytes = raw_bytes(state, idx);
+            // SAFETY: the value is a string, and stays on the stack while its bytes are copied.
+            let bytes = unsafe { raw_bytes(state, idx) };
             copier.charge(bytes.len())?;
             Value::Str(bytes.into())
         }
-        ffi::LUA_TTABLE => Value::Table(Box::new(raw_table(state, idx, copier)?)),
+        // SAFETY: the value is a table, at a valid absolute index of the live state.
+        ffi::LUA_TTABLE => Value::Table(Box::new(unsafe { raw_table(state, idx, copier) }?)),
         ffi::LUA_TFUNCTION => return Err(ValueError::Unsupported("function")),
         ffi::LUA_TTHREAD => return Err(ValueError::Unsupported("thread")),
         // A received message is its own Payload: forwarding it sends its data.
-        _ => data_of(state, idx).ok_or(ValueError::Unsupported("userdata"))?,
+        // SAFETY: `idx` is valid (the caller's promise).
+        _ => unsafe { data_of(state, idx) }.ok_or(ValueError::Unsupported("userdata"))?,
     })
 }
 
+/// Copies the table at `idx` (see [`raw_to_value`]): its array part, then its other keys.
+///
+/// # Safety
+/// As [`raw_to_value`], and the value at `idx` must be a table. Makes its own room on the stack
+/// (refused as too deep when there is none); on an error it may leave values pushed above
+/// `idx`, for the caller's raw call to discard.
 unsafe fn raw_table(
     state: *mut mlua::ffi::lua_State,
     idx: std::os::raw::c_int,
     copier: &mut Copier,
 ) -> Result<Table, ValueError> {
     use mlua::ffi;
-    let ptr = ffi::lua_topointer(state, idx);
+    // SAFETY: `state` is live and `idx` the absolute index of a table (the caller's promise).
+    let ptr = unsafe { ffi::lua_topointer(state, idx) };
     if copier.path.contains(&ptr) {
         return Err(ValueError::Cycle);
     }
-    if copier.path.len() >= MAX_DEPTH || ffi::lua_checkstack(state, 4) == 0 {
+    // SAFETY: as above.
+    if copier.path.len() >= MAX_DEPTH || unsafe { ffi::lua_checkstack(state, 4) } == 0 {
         return Err(ValueError::TooDeep(MAX_DEPTH));
     }
-    if let Some(kind) = handle_kind(state, idx) {
+    // SAFETY: as above, with room for the three values it pushes (just made).
+    if let Some(kind) = unsafe { handle_kind(state, idx) } {
         return Err(ValueError::Unsupported(kind));
     }
     copier.charge(0)?;
     copier.path.push(ptr);
-    let len = ffi::lua_objlen(state, idx);
+    // SAFETY: the value at `idx` is a table.
+    let len = unsafe { ffi::lua_objlen(state, idx) };
     let mut out = Table { array: Vec::with_capacity(len), map: Vec::new() };
     for i in 1..=len {
-        ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
-        let v = raw_to_value(state, ffi::lua_gettop(state), copier);
-        ffi::lua_pop(state, 1);
+        // SAFETY: the value at `idx` is a table, and the stack has room for the element (made
+        // above; each element is popped before the next).
+        unsafe { ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer) };
+        // SAFETY: the element is on top of the live stack, at an absolute index.
+        let v = unsafe { raw_to_value(state, ffi::lua_gettop(state), copier) };
+        // SAFETY: pops the element (the copy leaves the stack as it found it).
+        unsafe { ffi::lua_pop(state, 1) };
         out.array.push(v?);
     }
-    ffi::lua_pushnil(state);
-    while ffi::lua_next(state, idx) != 0 {
-        let key_idx = ffi::lua_gettop(state) - 1;
-        let key = match ffi::lua_type(state, key_idx) {
+    // SAFETY: room for the first key of the traversal (made above).
+    unsafe { ffi::lua_pushnil(state) };
+    // SAFETY: `idx` is an absolute index of the table, and the traversal's key is on top.
+    while unsafe { ffi::lua_next(state, idx) } != 0 {
+        // SAFETY: `lua_next` pushed a key and its value.
+        let key_idx = unsafe { ffi::lua_gettop(state) } - 1;
+        // SAFETY: `key_idx` is the key just pushed.
+        let key = match unsafe { ffi::lua_type(state, key_idx) } {
             ffi::LUA_TNUMBER => {
-                let n = ffi::lua_tonumber(state, key_idx);
+                // SAFETY: the key is a number (read without changing it, so the traversal goes on).
+                let n = unsafe { ffi::lua_tonumber(state, key_idx) };
                 if n.fract() == 0.0 && n >= 1.0 && (n as usize) <= len {
-                    ffi::lua_pop(state, 1);
+                    // SAFETY: pops the value, leaving the key for `lua_next`.
+                    unsafe { ffi::lua_pop(state, 1) };
                     continue;
                 }
                 Key::Number(n)
             }
-            ffi::LUA_TBOOLEAN => Key::Bool(ffi::lua_toboolean(state, key_idx) != 0),
+            // SAFETY: the key is a boolean.
+            ffi::LUA_TBOOLEAN => Key::Bool(unsafe { ffi::lua_toboolean(state, key_idx) } != 0),
             ffi::LUA_TSTRING => {
-                let bytes = raw_bytes(state, key_idx);
+                // SAFETY: the key is a string, on the stack while its bytes are copied.
+                let bytes = unsafe { raw_bytes(state, key_idx) };
                 copier.charge(bytes.len())?;
                 Key::Str(bytes.into())
             }
@@ -171,8 +193,10 @@ unsafe fn raw_table(
             ffi::LUA_TFUNCTION => return Err(ValueError::BadKey("function")),
             _ => return Err(ValueError::BadKey("userdata")),
         };
-        let v = raw_to_value(state, key_idx + 1, copier);
-        ffi::lua_pop(state, 1);
+        // SAFETY: the value is just above its key, at an absolute index of the live stack.
+        let v = unsafe { raw_to_value(state, key_idx + 1, copier) };
+        // SAFETY: pops the value, leaving the key for `lua_next`.
+        unsafe { ffi::lua_pop(state, 1) };
         out.map.push((key, v?));
     }
     copier.path.pop();
@@ -186,18 +210,30 @@ unsafe fn raw_table(
 /// `state` must be a live Lua state with room for three more values; `idx` is absolute.
 unsafe fn handle_kind(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<&'static str> {
     use mlua::ffi;
-    if ffi::lua_getmetatable(state, idx) == 0 {
+    // SAFETY: `state` is live with room for three values and `idx` is valid (the caller's
+    // promise).
+    if unsafe { ffi::lua_getmetatable(state, idx) } == 0 {
         return None;
     }
-    ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, HANDLE_TYPES.as_ptr());
-    if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-        ffi::lua_pop(state, 2);
+    // SAFETY: as above; the registry has no metatable, so the read runs no code, and the field
+    // name is a NUL-terminated constant.
+    unsafe { ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, HANDLE_TYPES.as_ptr()) };
+    // SAFETY: as above.
+    if unsafe { ffi::lua_type(state, -1) } != ffi::LUA_TTABLE {
+        // SAFETY: pops the metatable and the field, pushed above.
+        unsafe { ffi::lua_pop(state, 2) };
         return None;
     }
-    ffi::lua_pushvalue(state, -2);
-    ffi::lua_rawget(state, -2);
-    let kind = if ffi::lua_type(state, -1) == ffi::LUA_TSTRING {
-        Some(match raw_bytes(state, -1) {
+    // SAFETY: the kinds table is on top and the metatable below it; the copy of the metatable
+    // is the third value of the caller's room, replaced by the raw read.
+    unsafe {
+        ffi::lua_pushvalue(state, -2);
+        ffi::lua_rawget(state, -2);
+    }
+    // SAFETY: as above.
+    let kind = if unsafe { ffi::lua_type(state, -1) } == ffi::LUA_TSTRING {
+        // SAFETY: the value on top is a string, and stays there while it is matched.
+        Some(match unsafe { raw_bytes(state, -1) } {
             b"channel" => "channel",
             b"timer" => "timer",
             b"ticker" => "ticker",
@@ -209,7 +245,8 @@ unsafe fn handle_kind(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int
     } else {
         None
     };
-    ffi::lua_pop(state, 3);
+    // SAFETY: pops the three values pushed above.
+    unsafe { ffi::lua_pop(state, 3) };
     kind
 }
 
@@ -231,27 +268,41 @@ pub(crate) fn install_handle_types(lua: &Lua, types: mlua::Table) -> mlua::Resul
 pub(crate) unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value) -> Result<(), String> {
     use mlua::ffi;
     match value {
-        Value::Nil => ffi::lua_pushnil(state),
-        Value::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
-        Value::Number(n) => ffi::lua_pushnumber(state, *n),
-        Value::Str(s) => push_bytes(state, s),
+        // SAFETY: `state` is live with room for the value (the caller's promise).
+        Value::Nil => unsafe { ffi::lua_pushnil(state) },
+        // SAFETY: as above.
+        Value::Bool(b) => unsafe { ffi::lua_pushboolean(state, *b as c_int) },
+        // SAFETY: as above.
+        Value::Number(n) => unsafe { ffi::lua_pushnumber(state, *n) },
+        // SAFETY: as above.
+        Value::Str(s) => unsafe { push_bytes(state, s) },
         Value::Table(t) => {
-            if ffi::lua_checkstack(state, 3) == 0 {
+            // SAFETY: `state` is live (the caller's promise).
+            if unsafe { ffi::lua_checkstack(state, 3) } == 0 {
                 return Err("payload too deep to rebuild".into());
             }
-            ffi::lua_createtable(state, t.array.len() as c_int, t.map.len() as c_int);
+            // SAFETY: room for the table (made just above).
+            unsafe { ffi::lua_createtable(state, t.array.len() as c_int, t.map.len() as c_int) };
             for (i, v) in t.array.iter().enumerate() {
-                push_value(state, v)?;
-                ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+                // SAFETY: room for the element above the table (made above; each is popped
+                // before the next).
+                unsafe { push_value(state, v) }?;
+                // SAFETY: the element is on top, the table just below it.
+                unsafe { ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer) };
             }
             for (k, v) in &t.map {
                 match k {
-                    Key::Bool(b) => ffi::lua_pushboolean(state, *b as c_int),
-                    Key::Number(n) => ffi::lua_pushnumber(state, *n),
-                    Key::Str(s) => push_bytes(state, s),
+                    // SAFETY: room for the key above the table (made above).
+                    Key::Bool(b) => unsafe { ffi::lua_pushboolean(state, *b as c_int) },
+                    // SAFETY: as above.
+                    Key::Number(n) => unsafe { ffi::lua_pushnumber(state, *n) },
+                    // SAFETY: as above.
+                    Key::Str(s) => unsafe { push_bytes(state, s) },
                 }
-                push_value(state, v)?;
-                ffi::lua_rawset(state, -3);
+                // SAFETY: room for the value above its key (made above).
+                unsafe { push_value(state, v) }?;
+                // SAFETY: the value is on top, its key below it and the table below that.
+                unsafe { ffi::lua_rawset(state, -3) };
             }
         }
     }
@@ -260,21 +311,31 @@ pub(crate) unsafe fn push_value(state: *mut mlua::ffi::lua_State, value: &Value)
 
 /// Pushes the payloads of a message: one value, or an array when there are several.
 /// Returns whether it was several.
+///
+/// # Safety
+/// As [`push_value`]: `state` must be a live Lua state with room for two more values (the
+/// array and one element), and for two more per level of each payload.
 pub(crate) unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &[Value]) -> Result<bool, String> {
     match payloads {
         [] => {
-            mlua::ffi::lua_pushnil(state);
+            // SAFETY: `state` is live with room for the value (the caller's promise).
+            unsafe { mlua::ffi::lua_pushnil(state) };
             Ok(false)
         }
         [one] => {
-            push_value(state, one)?;
+            // SAFETY: as above.
+            unsafe { push_value(state, one) }?;
             Ok(false)
         }
         many => {
-            mlua::ffi::lua_createtable(state, many.len() as c_int, 0);
+            // SAFETY: as above.
+            unsafe { mlua::ffi::lua_createtable(state, many.len() as c_int, 0) };
             for (i, v) in many.iter().enumerate() {
-                push_value(state, v)?;
-                mlua::ffi::lua_rawseti(state, -2, (i + 1) as mlua::ffi::lua_Integer);
+                // SAFETY: room for the element above the array (the caller's promise; each is
+                // popped before the next).
+                unsafe { push_value(state, v) }?;
+                // SAFETY: the element is on top, the array just below it.
+                unsafe { mlua::ffi::lua_rawseti(state, -2, (i + 1) as mlua::ffi::lua_Integer) };
             }
             Ok(true)
         }
@@ -282,22 +343,36 @@ pub(crate) unsafe fn push_payloads(state: *mut mlua::ffi::lua_State, payloads: &
 }
 
 /// An ended process's result, read from the stack at `idx`.
+///
+/// # Safety
+/// `state` must be a live Lua state, used on the thread running it, and `idx` a valid absolute
+/// index of its stack (see [`raw_to_value`]).
 pub(crate) unsafe fn result_at(state: *mut mlua::ffi::lua_State, is_error: bool, idx: c_int) -> ExitResult {
     if !is_error {
         let mut path = crate::convert::Copier::new();
         return ExitResult::Value(
-            crate::convert::raw_to_value(state, idx, &mut path).unwrap_or_else(|e| Value::from(e.to_string())),
+            // SAFETY: as the caller promises.
+            unsafe { crate::convert::raw_to_value(state, idx, &mut path) }
+                .unwrap_or_else(|e| Value::from(e.to_string())),
         );
     }
-    ExitResult::Error(error_text_at(state, idx))
+    // SAFETY: as the caller promises.
+    ExitResult::Error(unsafe { error_text_at(state, idx) })
 }
 
 /// The text of the error object at `idx`: the string itself, or what kind of value it is.
+///
+/// # Safety
+/// `state` must be a live Lua state, used on the thread running it, and `idx` a valid index of
+/// its stack.
 pub(crate) unsafe fn error_text_at(state: *mut mlua::ffi::lua_State, idx: c_int) -> String {
-    if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
-        return String::from_utf8_lossy(crate::stack::raw_bytes(state, idx)).into_owned();
+    // SAFETY: `state` is live and `idx` valid (the caller's promise).
+    if unsafe { mlua::ffi::lua_type(state, idx) } == mlua::ffi::LUA_TSTRING {
+        // SAFETY: the value is a string, on the stack while its bytes are copied.
+        return String::from_utf8_lossy(unsafe { crate::stack::raw_bytes(state, idx) }).into_owned();
     }
-    format!("error object is a {}", type_name(state, idx))
+    // SAFETY: as above.
+    format!("error object is a {}", unsafe { type_name(state, idx) })
 }
 
 /// The userdata tag of inbox messages (mlua tags none of its userdata).
@@ -309,9 +384,9 @@ pub(crate) const MESSAGE_TAG: c_int = 1;
 /// `idx` must be a valid index of `state`; the reference must not outlive the value's place on
 /// the stack.
 pub(crate) unsafe fn message_at<'a>(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<&'a Message> {
-    // SAFETY: a userdata of MESSAGE_TAG holds a live Message (see `push_message`), kept alive
-    // by its place on the stack.
-    (mlua::ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref()
+    // SAFETY: `idx` is valid (the caller's promise); a userdata of MESSAGE_TAG holds a live
+    // Message (see `push_message`), kept alive by its place on the stack.
+    unsafe { (mlua::ffi::lua_touserdatatagged(state, idx, MESSAGE_TAG) as *const Message).as_ref() }
 }
 
 /// The data of the message at `idx`, as `data()` would return it, if it is a message (a copy
@@ -320,7 +395,8 @@ pub(crate) unsafe fn message_at<'a>(state: *mut mlua::ffi::lua_State, idx: std::
 /// # Safety
 /// `idx` must be a valid index of `state`.
 pub(crate) unsafe fn data_of(state: *mut mlua::ffi::lua_State, idx: std::os::raw::c_int) -> Option<Value> {
-    let m = message_at(state, idx)?;
+    // SAFETY: `idx` is valid (the caller's promise); the reference is not kept past the copy.
+    let m = unsafe { message_at(state, idx) }?;
     Some(match m.payloads.as_slice() {
         [] => Value::Nil,
         [one] => one.clone(),

@@ -60,97 +60,162 @@ pub(crate) fn install(lua: &Lua, core: *const Core) -> mlua::Result<()> {
 /// # Safety
 /// `state` must have room for one more value; [`install`] must have run on its VM.
 pub(crate) unsafe fn push_message(state: *mut ffi::lua_State, message: Message) {
-    let data = ffi::lua_newuserdatataggedwithmetatable(state, std::mem::size_of::<Message>(), MESSAGE_TAG);
+    // SAFETY: `state` has room for the userdata, and its tag's metatable is installed (the
+    // caller's promise).
+    let data = unsafe { ffi::lua_newuserdatataggedwithmetatable(state, std::mem::size_of::<Message>(), MESSAGE_TAG) };
     // SAFETY: the block is fresh, big enough and aligned for a Message (checked above); the
     // destructor drops it when the collector frees the userdata.
-    (data as *mut Message).write(message);
+    unsafe { (data as *mut Message).write(message) };
 }
 
+/// The destructor of message userdata (see [`install`]).
+///
+/// # Safety
+/// Called by Luau only, once, as it frees a userdata of [`MESSAGE_TAG`]: `data` must hold a
+/// Message written by [`push_message`] and not dropped yet.
 unsafe extern "C" fn drop_message(_: *mut ffi::lua_State, data: *mut c_void) {
     // SAFETY: only userdata of MESSAGE_TAG get this destructor, and each holds a Message
     // written by `push_message`; the collector calls it once, when it frees the userdata.
-    std::ptr::drop_in_place(data as *mut Message);
+    unsafe { std::ptr::drop_in_place(data as *mut Message) };
 }
 
 /// The message a method was called on (argument 1), if it is one.
+///
+/// # Safety
+/// `state` must be the state of a running method call, with at least one argument; the
+/// reference must not outlive the call (whose argument keeps the message alive).
 unsafe fn this<'a>(state: *mut ffi::lua_State) -> Option<&'a Message> {
-    message_at(state, 1)
+    // SAFETY: argument 1 is a valid index, on the stack for the whole call (the caller's
+    // promise).
+    unsafe { message_at(state, 1) }
 }
 
 /// Ends a method that pushed one value, or raises what stopped it at the caller's line.
+///
+/// # Safety
+/// As [`complete`]: to be called last in a method (a `lua_CFunction`), with nothing owning heap
+/// memory still alive; on success the one result must be on top of the stack.
 unsafe fn pushed_one(state: *mut ffi::lua_State, outcome: std::thread::Result<Result<(), String>>) -> c_int {
     match outcome {
         Ok(Ok(())) => 1,
-        Ok(Err(e)) => complete(state, Ok(Err(e)), Some(1)),
-        Err(panic) => complete(state, Err(panic), Some(1)),
+        // SAFETY: as the caller promises.
+        Ok(Err(e)) => unsafe { complete(state, Ok(Err(e)), Some(1)) },
+        // SAFETY: as the caller promises.
+        Err(panic) => unsafe { complete(state, Err(panic), Some(1)) },
     }
 }
 
 /// Raises "message:<method> called on a non-message" at the caller's line.
+///
+/// # Safety
+/// As [`complete`]: to be called last in a method (a `lua_CFunction`), with nothing owning heap
+/// memory still alive.
 unsafe fn not_a_message(state: *mut ffi::lua_State, method: &str) -> c_int {
-    complete(state, Ok(Err(format!("message:{method} called on a non-message"))), Some(1))
+    // SAFETY: as the caller promises; the message is moved into `complete`, which drops it
+    // before it raises.
+    unsafe { complete(state, Ok(Err(format!("message:{method} called on a non-message"))), Some(1)) }
 }
 
+/// `topic()`: the message's topic.
+///
+/// # Safety
+/// Called by Luau only, as a method of the message metatable (see [`install`]).
 unsafe extern "C-unwind" fn message_topic(state: *mut ffi::lua_State) -> c_int {
-    match this(state) {
+    // SAFETY: a method call, with its receiver as argument 1 for the whole call.
+    match unsafe { this(state) } {
         Some(m) => {
-            push_str(state, &m.topic);
+            // SAFETY: a C function has room for its result.
+            unsafe { push_str(state, &m.topic) };
             1
         }
-        None => not_a_message(state, "topic"),
+        // SAFETY: the last call of this method; nothing it holds owns memory.
+        None => unsafe { not_a_message(state, "topic") },
     }
 }
 
 /// `from()`: the sender's PID string ("" for a message the runtime sent).
+///
+/// # Safety
+/// Called by Luau only, as a method of the message metatable (see [`install`]), whose first
+/// upvalue is the shard's Core.
 unsafe extern "C-unwind" fn message_from(state: *mut ffi::lua_State) -> c_int {
-    // SAFETY: the upvalue was set to the shard's Core by `install`.
-    let core = &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core);
-    let Some(m) = this(state) else {
-        return not_a_message(state, "from");
+    // SAFETY: the upvalue was set to the shard's Core by `install`, and the Core outlives the
+    // VM.
+    let core = unsafe { &*(ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Core) };
+    // SAFETY: a method call, with its receiver as argument 1 for the whole call.
+    let Some(m) = (unsafe { this(state) }) else {
+        // SAFETY: the last call of this method; nothing it holds owns memory.
+        return unsafe { not_a_message(state, "from") };
     };
     let text = m.from.map(|pid| core.kernel.render_pid(pid)).unwrap_or_default();
-    complete(state, Ok(Ok(Reply::Str(text))), None)
+    // SAFETY: the last call of this method; the text is moved into `complete`, which drops it
+    // before any raise.
+    unsafe { complete(state, Ok(Ok(Reply::Str(text))), None) }
 }
 
 /// `payload()`: the message itself when it carries one payload (its `data()` reads it), a list
 /// of payload objects when it carries several (each a message of one payload, so it can be
 /// read or sent on like one), nil when none.
+///
+/// # Safety
+/// Called by Luau only, as a method of the message metatable (see [`install`]).
 unsafe extern "C-unwind" fn message_payload(state: *mut ffi::lua_State) -> c_int {
-    let Some(m) = this(state) else {
-        return not_a_message(state, "payload");
+    // SAFETY: a method call, with its receiver as argument 1 for the whole call.
+    let Some(m) = (unsafe { this(state) }) else {
+        // SAFETY: the last call of this method; nothing it holds owns memory.
+        return unsafe { not_a_message(state, "payload") };
     };
     match m.payloads.len() {
-        0 => ffi::lua_pushnil(state),
-        1 => ffi::lua_pushvalue(state, 1),
+        // SAFETY: a C function has room for its result.
+        0 => unsafe { ffi::lua_pushnil(state) },
+        // SAFETY: as above; argument 1 is the message.
+        1 => unsafe { ffi::lua_pushvalue(state, 1) },
         n => {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if ffi::lua_checkstack(state, 4) == 0 {
+                // SAFETY: `state` is the live state of this call.
+                if unsafe { ffi::lua_checkstack(state, 4) } == 0 {
                     return Err("out of Lua stack".to_string());
                 }
-                ffi::lua_createtable(state, n as c_int, 0);
+                // SAFETY: room for the list (made just above).
+                unsafe { ffi::lua_createtable(state, n as c_int, 0) };
                 for (i, v) in m.payloads.iter().enumerate() {
                     let part = Message {
                         from: m.from,
                         topic: m.topic.clone(),
                         payloads: std::iter::once(v.clone()).collect(),
                     };
-                    push_message(state, part);
-                    ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+                    // SAFETY: room for the part above the list (made above), and the message
+                    // tag is installed on this VM (this method is one of its methods).
+                    unsafe { push_message(state, part) };
+                    // SAFETY: the part is on top, the list just below it.
+                    unsafe { ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer) };
                 }
                 Ok::<(), String>(())
             }));
-            return pushed_one(state, outcome);
+            // SAFETY: the last call of this method, with the list on top on success; the
+            // outcome is moved into it.
+            return unsafe { pushed_one(state, outcome) };
         }
     }
     1
 }
 
 /// `data()`: a fresh copy of the payload (of the payloads, as a list, when there are several).
+///
+/// # Safety
+/// Called by Luau only, as a method of the message metatable (see [`install`]).
 unsafe extern "C-unwind" fn message_data(state: *mut ffi::lua_State) -> c_int {
-    let Some(m) = this(state) else {
-        return not_a_message(state, "data");
+    // SAFETY: a method call, with its receiver as argument 1 for the whole call.
+    let Some(m) = (unsafe { this(state) }) else {
+        // SAFETY: the last call of this method; nothing it holds owns memory.
+        return unsafe { not_a_message(state, "data") };
     };
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| push_payloads(state, &m.payloads).map(drop)));
-    pushed_one(state, outcome)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a C function's live state, with `LUA_MINSTACK` free slots for the list and
+        // an element; `push_value` makes the room for deeper levels.
+        unsafe { push_payloads(state, &m.payloads) }.map(drop)
+    }));
+    // SAFETY: the last call of this method, with the copy on top on success; the outcome is
+    // moved into it.
+    unsafe { pushed_one(state, outcome) }
 }

@@ -489,6 +489,12 @@ pub(crate) fn inherit_thread_marks(lua: &mlua::Lua) -> mlua::Result<()> {
     }
 }
 
+/// The VM's `userthread` callback (see [`inherit_thread_marks`]): gives `child` the thread data
+/// of `parent`.
+///
+/// # Safety
+/// Called by Luau only: as it creates `child` from `parent`, both live threads of one VM (or
+/// with a null `parent` as it frees `child`).
 unsafe extern "C-unwind" fn inherit_mark(parent: *mut ffi::lua_State, child: *mut ffi::lua_State) {
     if parent.is_null() {
         return; // a thread being freed
@@ -513,6 +519,11 @@ pub(crate) unsafe fn disarm(state: *mut ffi::lua_State) {
 /// The interrupt as the VM's callback slot holds it.
 const INTERRUPT: unsafe extern "C-unwind" fn(*mut ffi::lua_State, c_int) = interrupt;
 
+/// The VM's interrupt, set by the watchdog (see the module docs).
+///
+/// # Safety
+/// Called by Luau only, as the interrupt of a VM whose process coroutines carry a live
+/// [`Preempt`] as their thread data: `state` is the thread running, on this thread.
 unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     if gc >= 0 {
         return; // the collector's steps: not a place to yield
@@ -586,14 +597,21 @@ unsafe fn raise(state: *mut ffi::lua_State, text: &str) -> ! {
 pub(crate) const RUNTIME_CHUNK: &str = "=wisp";
 
 /// True when the running function belongs to the runtime's prelude.
+///
+/// # Safety
+/// `state` must be a thread of a live VM running Lua code, on the thread running it.
 unsafe fn in_runtime_code(state: *mut ffi::lua_State) -> bool {
-    let mut ar: ffi::lua_Debug = std::mem::zeroed();
-    // SAFETY: level 0 is the running function; "s" fills `source` with a NUL-terminated string
-    // owned by the function's prototype, which outlives this call.
-    if ffi::lua_getinfo(state, 0, c"s".as_ptr(), &mut ar) == 0 || ar.source.is_null() {
+    // SAFETY: `lua_Debug` is a plain C struct (integers, pointers, arrays), for which all zeros
+    // is a valid value.
+    let mut ar: ffi::lua_Debug = unsafe { std::mem::zeroed() };
+    // SAFETY: level 0 is the running function of the live `state` (the caller's promise); "s"
+    // fills `source` with a NUL-terminated string owned by the function's prototype, which
+    // outlives this call.
+    if unsafe { ffi::lua_getinfo(state, 0, c"s".as_ptr(), &mut ar) } == 0 || ar.source.is_null() {
         return false;
     }
-    std::ffi::CStr::from_ptr(ar.source).to_bytes() == RUNTIME_CHUNK.as_bytes()
+    // SAFETY: `source` is non-null and NUL-terminated (see above).
+    unsafe { std::ffi::CStr::from_ptr(ar.source) }.to_bytes() == RUNTIME_CHUNK.as_bytes()
 }
 
 #[cfg(all(test, not(loom)))]

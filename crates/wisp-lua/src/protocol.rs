@@ -65,7 +65,7 @@ mod drift_tests {
     use super::*;
 
     /// The values of a Lua line `local A, B, C = 1, 2, 3` whose first name is `first`.
-    fn lua_constants(first: &str) -> Vec<(String, i64)> {
+    fn lua_constants(first: &str) -> Vec<(String, mlua::ffi::lua_Integer)> {
         let line = PRELUDE
             .lines()
             .find(|l| l.starts_with(&format!("local {first},")))
@@ -73,11 +73,11 @@ mod drift_tests {
         let (names, values) = line.trim_start_matches("local ").split_once('=').expect("an assignment");
         let values = values.split("--").next().unwrap_or_default();
         let names = names.split(',').map(|n| n.trim().to_string());
-        let values = values.split(',').map(|v| v.trim().parse::<i64>().expect("an integer"));
+        let values = values.split(',').map(|v| v.trim().parse::<mlua::ffi::lua_Integer>().expect("an integer"));
         names.zip(values).collect()
     }
 
-    fn named(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+    fn named(pairs: &[(&str, mlua::ffi::lua_Integer)]) -> Vec<(String, mlua::ffi::lua_Integer)> {
         pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
     }
 
@@ -102,10 +102,10 @@ mod drift_tests {
             (
                 "TOKEN",
                 named(&[
-                    ("TOKEN", RECORD_TOKEN as i64),
-                    ("MAIN", RECORD_MAIN as i64),
-                    ("RECV", RECORD_RECV as i64),
-                    ("INBOX", RECORD_FIELDS as i64),
+                    ("TOKEN", RECORD_TOKEN),
+                    ("MAIN", RECORD_MAIN),
+                    ("RECV", RECORD_RECV),
+                    ("INBOX", RECORD_FIELDS as mlua::ffi::lua_Integer),
                 ]),
             ),
         ];

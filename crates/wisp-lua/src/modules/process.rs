@@ -167,33 +167,57 @@ pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<(
 
 /// `process.send(dest, topic, ...)` as a raw C function: reads its arguments straight off the
 /// stack and copies the payloads with the raw API, without mlua's per-call wrapping.
+///
+/// # Safety
+/// Called by Luau only, as a raw callback of a shard made by `raw_callback` (its first upvalue
+/// is the shard's Core), inside that shard's run.
 pub(crate) unsafe extern "C-unwind" fn raw_send(state: *mut mlua::ffi::lua_State) -> c_int {
     // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
     // first upvalue (see `core_of`).
-    let core = core_of(state);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send_from_stack(state, core)));
+    let core = unsafe { core_of(state) };
+    // SAFETY: the live state of this call, with its arguments on the stack, on the shard's thread.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { send_from_stack(state, core) }));
     // `process.send` is this function: level 1 is the program that called it.
-    complete(state, outcome, Some(1))
+    // SAFETY: the last call of this callback; the outcome is moved into it, and nothing else
+    // it holds owns memory.
+    unsafe { complete(state, outcome, Some(1)) }
 }
 
+/// Sends from the arguments of `process.send(dest, topic, ...)`: the reply the program gets;
+/// `Err` for bad arguments, raised.
+///
+/// # Safety
+/// `state` must be the live state of a raw callback's call, with the call's arguments on its
+/// stack, on the thread running `core`'s shard.
 pub(crate) unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Reply, String> {
     use mlua::ffi;
     const DEST: &str = "process.send: destination must be a PID or a name";
-    let top = ffi::lua_gettop(state);
+    // SAFETY: `state` is live (the caller's promise).
+    let top = unsafe { ffi::lua_gettop(state) };
     let token = core.current.load(Ordering::Relaxed);
-    if ffi::lua_type(state, 1) != ffi::LUA_TSTRING {
-        text_arg(state, 1, DEST)?;
+    // SAFETY: as above; index 1 is acceptable in a C function (`LUA_TNONE` if there is no
+    // argument).
+    if unsafe { ffi::lua_type(state, 1) } != ffi::LUA_TSTRING {
+        // SAFETY: as above.
+        unsafe { text_arg(state, 1, DEST) }?;
     }
-    let dest_bytes = crate::stack::raw_bytes(state, 1);
+    // SAFETY: argument 1 is a string (checked above: `text_arg` fails on anything else), held
+    // by the stack for the whole call.
+    let dest_bytes = unsafe { crate::stack::raw_bytes(state, 1) };
     const TOPIC: &str = "process.send: topic must be a string";
-    if ffi::lua_type(state, 2) != ffi::LUA_TSTRING {
-        text_arg(state, 2, TOPIC)?;
+    // SAFETY: as above, for argument 2.
+    if unsafe { ffi::lua_type(state, 2) } != ffi::LUA_TSTRING {
+        // SAFETY: as above.
+        unsafe { text_arg(state, 2, TOPIC) }?;
     }
-    let topic_bytes = crate::stack::raw_bytes(state, 2);
+    // SAFETY: argument 2 is a string (checked above), held by the stack for the whole call.
+    let topic_bytes = unsafe { crate::stack::raw_bytes(state, 2) };
     let mut payloads = wisp_core::Payloads::with_capacity((top - 2).max(0) as usize);
     let mut path = crate::convert::Copier::new();
     for idx in 3..=top {
-        let value = crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.send: {e}"))?;
+        // SAFETY: `idx` is the absolute index of an argument.
+        let value =
+            unsafe { crate::convert::raw_to_value(state, idx, &mut path) }.map_err(|e| format!("process.send: {e}"))?;
         payloads.push(value);
     }
     // A process usually sends to the same PID on the same topic again and again, and processes
@@ -207,7 +231,8 @@ pub(crate) unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Co
         let topic = match &p.last_topic {
             Some(last) if last.as_bytes() == topic_bytes => last.clone(),
             _ => {
-                let topic_text = text_arg(state, 2, TOPIC)?;
+                // SAFETY: argument 2 is on the stack for the whole call.
+                let topic_text = unsafe { text_arg(state, 2, TOPIC) }?;
                 if topic_text.starts_with('@') {
                     return Err(format!("process.send: topic `{topic_text}` is reserved"));
                 }
@@ -231,7 +256,8 @@ pub(crate) unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Co
             Some(known) => Some(known.push(core, from, message)),
             None => {
                 drop(shard_known);
-                let text = text_arg(state, 1, DEST)?;
+                // SAFETY: argument 1 is on the stack for the whole call.
+                let text = unsafe { text_arg(state, 1, DEST) }?;
                 match parse_dest(core, text) {
                     Dest::Pid(pid) => {
                         let known = KnownDest { text: text.into(), pid, mailbox: core.kernel.mailbox(pid) };
@@ -251,16 +277,22 @@ pub(crate) unsafe fn send_from_stack(state: *mut mlua::ffi::lua_State, core: &Co
 }
 
 /// `R.self()`: the PID string of the running process (rendered when first asked for).
+///
+/// # Safety
+/// Called by Luau only, as a raw callback of a shard made by `raw_callback` (its first upvalue
+/// is the shard's Core), inside that shard's run.
 pub(crate) unsafe extern "C-unwind" fn raw_self(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
     // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
     // first upvalue (see `core_of`).
-    let core = core_of(state);
+    let core = unsafe { core_of(state) };
     let pid = core.procs.borrow_mut().get(&core.current.load(Ordering::Relaxed)).map(|p| p.pid);
     let text = pid.map(|pid| core.kernel.render_pid(pid));
     match text {
-        Some(text) => push_str(state, &text),
-        None => ffi::lua_pushnil(state),
+        // SAFETY: a C function has room for its result.
+        Some(text) => unsafe { push_str(state, &text) },
+        // SAFETY: as above.
+        None => unsafe { ffi::lua_pushnil(state) },
     }
     1
 }

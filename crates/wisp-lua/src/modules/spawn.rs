@@ -89,14 +89,22 @@ pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<(
 /// `process.spawn*(entry, host, ...)` as a raw C function; upvalues: the spawn flags (1 monitor,
 /// 2 link) and the level of the Lua frame its errors name. A spawn without spawner options
 /// (those go through `R.spawn_with`). Returns the child's PID, or `nil, err`.
+///
+/// # Safety
+/// Called by Luau only, as a raw callback of a shard made by `raw_callback` with the two
+/// upvalues above after the shard's Core, inside that shard's run.
 pub(crate) unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
     // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
     // first upvalue (see `core_of`).
-    let core = core_of(state);
-    let flags = ffi::lua_tonumber(state, ffi::lua_upvalueindex(2)) as u8;
-    let level = ffi::lua_tonumber(state, ffi::lua_upvalueindex(3)) as c_int;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_from_stack(state, core, flags)));
+    let core = unsafe { core_of(state) };
+    // SAFETY: upvalues 2 and 3 are the numbers `register` gave the callback.
+    let flags = unsafe { ffi::lua_tonumber(state, ffi::lua_upvalueindex(2)) } as u8;
+    // SAFETY: as above.
+    let level = unsafe { ffi::lua_tonumber(state, ffi::lua_upvalueindex(3)) } as c_int;
+    // SAFETY: the live state of this call, with its arguments on the stack, on the shard's thread.
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { spawn_from_stack(state, core, flags) }));
     match outcome {
         Ok(Ok(Ok(child))) => {
             // The child's PID string, rendered into a buffer this thread keeps rather than a
@@ -104,13 +112,18 @@ pub(crate) unsafe extern "C-unwind" fn raw_spawn(state: *mut mlua::ffi::lua_Stat
             PID_TEXT.with_borrow_mut(|text| {
                 text.clear();
                 core.kernel.write_pid(child, text);
-                push_str(state, text);
+                // SAFETY: a C function has room for its result.
+                unsafe { push_str(state, text) };
             });
             1
         }
-        Ok(Ok(Err(failed))) => complete(state, Ok(Ok(Reply::NilErr(failed))), Some(level)),
-        Ok(Err(raise)) => complete(state, Ok(Err(raise)), Some(level)),
-        Err(panic) => complete(state, Err(panic), Some(level)),
+        // SAFETY: the last call of this callback; what it raises or returns is moved into it,
+        // and nothing else it holds owns memory.
+        Ok(Ok(Err(failed))) => unsafe { complete(state, Ok(Ok(Reply::NilErr(failed))), Some(level)) },
+        // SAFETY: as above.
+        Ok(Err(raise)) => unsafe { complete(state, Ok(Err(raise)), Some(level)) },
+        // SAFETY: as above.
+        Err(panic) => unsafe { complete(state, Err(panic), Some(level)) },
     }
 }
 
@@ -120,19 +133,32 @@ thread_local! {
 
 /// Spawns from the arguments of `process.spawn*`: the child, or the failure the program gets as
 /// `nil, err`; `Err` for bad arguments, raised.
+///
+/// # Safety
+/// `state` must be the live state of a raw callback's call, with the call's arguments on its
+/// stack, on the thread running `core`'s shard. The entry and host names borrow arguments 1
+/// and 2, which the stack holds for the whole call.
 pub(crate) unsafe fn spawn_from_stack(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
     flags: u8,
 ) -> Result<Result<Pid, String>, String> {
     use mlua::ffi;
-    let top = ffi::lua_gettop(state);
-    let entry = text_arg(state, 1, "process.spawn: the entry must be a string")?;
-    let host = text_arg(state, 2, "process.spawn: the host must be a string")?;
+    // SAFETY: `state` is live (the caller's promise).
+    let top = unsafe { ffi::lua_gettop(state) };
+    // SAFETY: as above; indices 1 and 2 are acceptable in a C function, and their strings stay
+    // on the stack while the request borrows them.
+    let entry = unsafe { text_arg(state, 1, "process.spawn: the entry must be a string") }?;
+    // SAFETY: as above.
+    let host = unsafe { text_arg(state, 2, "process.spawn: the host must be a string") }?;
     let mut args = Vec::with_capacity((top - 2).max(0) as usize);
     let mut path = crate::convert::Copier::new();
     for idx in 3..=top {
-        args.push(crate::convert::raw_to_value(state, idx, &mut path).map_err(|e| format!("process.spawn: {e}"))?);
+        // SAFETY: `idx` is the absolute index of an argument.
+        args.push(
+            unsafe { crate::convert::raw_to_value(state, idx, &mut path) }
+                .map_err(|e| format!("process.spawn: {e}"))?,
+        );
     }
     let token = core.current.load(Ordering::Relaxed);
     let (parent, context, actor, scope) = {

@@ -196,12 +196,19 @@ impl<T> RunState<T> {
 pub(crate) unsafe fn core_of<'a>(state: *mut mlua::ffi::lua_State) -> &'a Core {
     let running = RUNNING_SHARD.with(|running| running.get());
     let core = if running.is_null() {
-        mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core
+        // SAFETY: `state` runs a raw callback (the caller's promise), whose first upvalue is
+        // the Core's light userdata.
+        unsafe { mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core }
     } else {
         running
     };
-    debug_assert!(std::ptr::eq(core, mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core));
-    &*core
+    // SAFETY: as above.
+    debug_assert!(std::ptr::eq(core, unsafe {
+        mlua::ffi::lua_touserdata(state, mlua::ffi::lua_upvalueindex(1)) as *const Core
+    }));
+    // SAFETY: the Core of the callback's shard (its upvalue, or the shard this thread runs,
+    // which is the same one: a callback runs only inside its shard's run), which outlives the VM.
+    unsafe { &*core }
 }
 
 impl Core {

@@ -16,35 +16,59 @@ use crate::protocol::*;
 use crate::stack::*;
 
 /// Pushes an event as the table a Lua program sees on `events()`.
+///
+/// # Safety
+/// `state` must be a live Lua state, used on the thread running it, with room for four more
+/// values (the table, a nested table, a value and its key); no Lua code runs.
 pub(crate) unsafe fn push_event(state: *mut mlua::ffi::lua_State, core: &Core, event: &Event) -> Result<(), String> {
     use mlua::ffi;
-    ffi::lua_createtable(state, 0, 4);
-    push_str(state, event.kind().as_str());
-    set_field(state, "kind");
-    ffi::lua_pushnumber(state, now_seconds());
-    set_field(state, "at");
+    // SAFETY: `state` is live with room for the table (the caller's promise).
+    unsafe { ffi::lua_createtable(state, 0, 4) };
+    // SAFETY: room above the table for a value and its key (the caller's promise); each pair is
+    // set, and popped, before the next.
+    unsafe {
+        push_str(state, event.kind().as_str());
+        set_field(state, "kind");
+        ffi::lua_pushnumber(state, now_seconds());
+        set_field(state, "at");
+    }
     match event {
         Event::Exit { from, result } | Event::LinkDown { from, result } => {
-            push_str(state, &core.kernel.render_pid(*from));
-            set_field(state, "from");
-            ffi::lua_createtable(state, 0, 1);
+            // SAFETY: as above; the result table then sits on the event's table.
+            unsafe {
+                push_str(state, &core.kernel.render_pid(*from));
+                set_field(state, "from");
+                ffi::lua_createtable(state, 0, 1);
+            }
             match result {
                 ExitResult::Value(v) => {
-                    push_value(state, v)?;
-                    set_field(state, "value");
+                    // SAFETY: room above the result table for the value and its key (the
+                    // caller's promise); `push_value` makes the room for deeper levels.
+                    unsafe { push_value(state, v) }?;
+                    // SAFETY: the value is on top, the result table below it.
+                    unsafe { set_field(state, "value") };
                 }
                 ExitResult::Error(e) => {
-                    push_str(state, e);
-                    set_field(state, "error");
+                    // SAFETY: as above.
+                    unsafe {
+                        push_str(state, e);
+                        set_field(state, "error");
+                    }
                 }
             }
-            set_field(state, "result");
+            // SAFETY: the result table is on top, the event's table below it.
+            unsafe { set_field(state, "result") };
         }
         Event::Cancel { from, reason } => {
-            push_str(state, &from.map(|p| core.kernel.render_pid(p)).unwrap_or_default());
-            set_field(state, "from");
-            push_value(state, reason)?;
-            set_field(state, "reason");
+            // SAFETY: room above the event's table for a value and its key (the caller's promise).
+            unsafe {
+                push_str(state, &from.map(|p| core.kernel.render_pid(p)).unwrap_or_default());
+                set_field(state, "from");
+            }
+            // SAFETY: as above; `push_value` makes the room for deeper levels.
+            unsafe { push_value(state, reason) }?;
+            // SAFETY: the reason is on top, the event's table below it.
+            unsafe { set_field(state, "reason") };
         }
     }
     Ok(())
@@ -59,6 +83,11 @@ pub(crate) enum Pushed {
 }
 
 /// Turns one envelope into the four values of a driver item on the stack, or applies it here.
+///
+/// # Safety
+/// `state` must be a live thread of a shard's VM (where the message tag is installed), used on
+/// the thread running it, with room for seven more values (an item, and the three more an
+/// event's table takes); no Lua code runs.
 pub(crate) unsafe fn push_item(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
@@ -66,33 +95,48 @@ pub(crate) unsafe fn push_item(
     envelope: Envelope,
 ) -> Result<Pushed, String> {
     use mlua::ffi;
-    let kind = |k: u8| ffi::lua_pushnumber(state, k as f64);
+    // SAFETY: `state` is live with room for the item's values (the caller's promise).
+    let kind = |k: u8| unsafe { ffi::lua_pushnumber(state, k as f64) };
     let kill = |text: &str| {
         kind(K_KILL);
-        push_str(state, text);
-        ffi::lua_pushnil(state);
-        ffi::lua_pushnil(state);
+        // SAFETY: as above.
+        unsafe {
+            push_str(state, text);
+            ffi::lua_pushnil(state);
+            ffi::lua_pushnil(state);
+        }
         Pushed::Kill
     };
     Ok(match envelope {
         Envelope::Message(m) => match p.extra().router.route(&m.topic) {
             Route::Inbox => {
                 kind(K_MESSAGE);
-                crate::message::push_message(state, m);
-                ffi::lua_pushnil(state);
-                ffi::lua_pushnil(state);
+                // SAFETY: room for the item's values (the caller's promise), on a shard's VM,
+                // where the message tag is installed.
+                unsafe {
+                    crate::message::push_message(state, m);
+                    ffi::lua_pushnil(state);
+                    ffi::lua_pushnil(state);
+                }
                 Pushed::Item
             }
             Route::Listener(ListenerId(id)) => {
                 let whole_message = p.extra().message_listeners.contains(&id);
                 kind(if whole_message { K_LISTENER_MESSAGE } else { K_LISTENER });
-                ffi::lua_pushnumber(state, id as f64);
+                // SAFETY: as above.
+                unsafe { ffi::lua_pushnumber(state, id as f64) };
                 if whole_message {
-                    crate::message::push_message(state, m);
-                    ffi::lua_pushnil(state);
+                    // SAFETY: as above.
+                    unsafe {
+                        crate::message::push_message(state, m);
+                        ffi::lua_pushnil(state);
+                    }
                 } else {
-                    ffi::lua_pushnil(state);
-                    push_payloads(state, &m.payloads)?;
+                    // SAFETY: as above.
+                    unsafe { ffi::lua_pushnil(state) };
+                    // SAFETY: as above: the payloads are the fourth value, with room for an
+                    // array and one element; `push_value` makes the room for deeper levels.
+                    unsafe { push_payloads(state, &m.payloads) }?;
                 }
                 Pushed::Item
             }
@@ -102,9 +146,14 @@ pub(crate) unsafe fn push_item(
             match effect {
                 Some(Effect::Event(event)) => {
                     kind(K_EVENT);
-                    ffi::lua_pushnil(state);
-                    ffi::lua_pushnil(state);
-                    push_event(state, core, &event)?;
+                    // SAFETY: as above.
+                    unsafe {
+                        ffi::lua_pushnil(state);
+                        ffi::lua_pushnil(state);
+                    }
+                    // SAFETY: as above: the event's table is the fourth value, with room for
+                    // the four values it takes.
+                    unsafe { push_event(state, core, &event) }?;
                     Pushed::Item
                 }
                 Some(Effect::Exit(reason)) => kill(&reason),
@@ -117,9 +166,12 @@ pub(crate) unsafe fn push_item(
             };
             p.extra_mut().timers.swap_remove(i);
             kind(K_TIMER);
-            ffi::lua_pushnumber(state, id as f64);
-            ffi::lua_pushnil(state);
-            ffi::lua_pushnumber(state, now_seconds());
+            // SAFETY: as above.
+            unsafe {
+                ffi::lua_pushnumber(state, id as f64);
+                ffi::lua_pushnil(state);
+                ffi::lua_pushnumber(state, now_seconds());
+            }
             Pushed::Item
         }
     })
@@ -128,50 +180,75 @@ pub(crate) unsafe fn push_item(
 /// `R.next(prev, status, is_error, value)` as a raw C function (see the module docs for the
 /// protocol). Returns nothing when the slice is over; otherwise a process's record slot, then
 /// `nil` and four values per item, or `false, ok` and the results of a resume made here.
+///
+/// # Safety
+/// Called by Luau only, as `R.next`: a raw callback of a shard made by `raw_callback` (its
+/// first upvalue is the shard's Core), called on the driver thread inside that shard's run with
+/// its four arguments and the driver's tables (see [`next_slot`]).
 pub(crate) unsafe extern "C-unwind" fn raw_next(state: *mut mlua::ffi::lua_State) -> c_int {
     // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
     // first upvalue (see `core_of`).
-    let core = core_of(state);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next_onto_stack(state, core)));
+    let core = unsafe { core_of(state) };
+    // SAFETY: the live state of this call, with the driver's arguments and tables, on the shard's thread.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { next_onto_stack(state, core) }));
     match outcome {
         Ok(Ok(results)) => results,
-        Ok(Err(raise)) => complete(state, Ok(Err(raise)), None),
-        Err(panic) => complete(state, Err(panic), None),
+        // SAFETY: the last call of this callback; what it raises is moved into it, and nothing
+        // else it holds owns memory.
+        Ok(Err(raise)) => unsafe { complete(state, Ok(Err(raise)), None) },
+        // SAFETY: as above.
+        Err(panic) => unsafe { complete(state, Err(panic), None) },
     }
 }
 
+/// The body of `R.next` ([`raw_next`]): settles the previous step, then hands the driver the
+/// next process to run, or runs it here. Returns the number of values pushed for the driver.
+///
+/// # Safety
+/// `state` must be the live state of a running `R.next`, on the thread running `core`'s shard:
+/// its four arguments, then the driver's tables in their [`next_slot`]s. Makes its own room.
 pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<c_int, String> {
     use mlua::ffi;
     // The driver names the process of the previous step by its record's slot.
-    let prev_record = ffi::lua_tonumber(state, 1) as i64;
-    let status = ffi::lua_tonumber(state, 2) as u8;
+    // SAFETY: arguments 1 and 2 are on the live stack (the caller's promise).
+    let prev_record = unsafe { ffi::lua_tonumber(state, 1) } as i64;
+    // SAFETY: as above.
+    let status = unsafe { ffi::lua_tonumber(state, 2) } as u8;
     let prev =
         u32::try_from(prev_record - 1).ok().and_then(|key| core.record_slots.borrow_mut().get(key as usize).copied());
-    if ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) == 0 {
+    // SAFETY: `state` is live.
+    if unsafe { ffi::lua_checkstack(state, (2 + 4 * MAX_ITEMS_PER_STEP + 8) as c_int) } == 0 {
         return Err("out of Lua stack".into());
     }
     // The driver's tables stay where it passed them (see `next_slot`).
-    ffi::lua_settop(state, NEXT_ARGS + NEXT_TABLES);
+    // SAFETY: the arguments and the tables fill the stack up to this top (the caller's promise).
+    unsafe { ffi::lua_settop(state, NEXT_ARGS + NEXT_TABLES) };
     // A step that ended preempted was a long one: the clock is read before the next.
     let mut long_step = prev.is_some() && status == S_READY;
     if let Some(prev) = prev {
         // A step the interrupt ended (see `preempt.rs`) ends its process, whatever it returned.
-        let killed = core.preempt.take_kill(state);
+        // SAFETY: `state` is a thread of this shard's live VM, on the shard's thread.
+        let killed = unsafe { core.preempt.take_kill(state) };
         match status {
             _ if killed.is_some() => {
                 let text = killed.map(|kill| core.preempt.kill_text(kill).to_string()).unwrap_or_default();
                 let ended = core.procs.borrow_mut().remove(&prev);
                 if let Some(p) = ended {
-                    drop_record(state, core, p.record);
+                    // SAFETY: `state` is `R.next`'s, with its tables in their slots and the
+                    // room made above.
+                    unsafe { drop_record(state, core, p.record) };
                     finish(core, *p, ExitResult::Error(text));
                 }
             }
             S_DONE => {
-                let is_error = ffi::lua_toboolean(state, 3) != 0;
-                let result = result_at(state, is_error, 4);
+                // SAFETY: argument 3 is on the stack.
+                let is_error = unsafe { ffi::lua_toboolean(state, 3) } != 0;
+                // SAFETY: argument 4, the step's result, is at absolute index 4.
+                let result = unsafe { result_at(state, is_error, 4) };
                 let ended = core.procs.borrow_mut().remove(&prev);
                 if let Some(p) = ended {
-                    drop_record(state, core, p.record);
+                    // SAFETY: as above.
+                    unsafe { drop_record(state, core, p.record) };
                     finish(core, *p, result);
                 }
             }
@@ -204,7 +281,9 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
         core.preempt.step(&p.mailbox);
         if p.init.is_some() {
             drop(procs);
-            match start_process(state, core, token)? {
+            // SAFETY: `state` is `R.next`'s, holding its arguments and tables and nothing else
+            // yet, with the room made above.
+            match unsafe { start_process(state, core, token) }? {
                 Some(results) => return Ok(results),
                 None => continue,
             }
@@ -221,7 +300,9 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
                     let co = p.main as *mut ffi::lua_State;
                     let record = p.record;
                     drop(procs);
-                    match resume_parked(state, core, token, record, co, m)? {
+                    // SAFETY: `co` is the process's main coroutine, parked in `R.recv` (kept
+                    // alive by its record); `state` is `R.next`'s, with the room made above.
+                    match unsafe { resume_parked(state, core, token, record, co, m) }? {
                         Some(results) => return Ok(results),
                         None => continue,
                     }
@@ -231,9 +312,13 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
                 Some(other) => p.set_stash(other),
             }
         }
-        ffi::lua_pushnumber(state, p.record as f64);
-        ffi::lua_pushnil(state);
-        let base = ffi::lua_gettop(state);
+        // SAFETY: room for the record slot and the nil (made above).
+        unsafe {
+            ffi::lua_pushnumber(state, p.record as f64);
+            ffi::lua_pushnil(state);
+        }
+        // SAFETY: as above.
+        let base = unsafe { ffi::lua_gettop(state) };
         for _ in 0..MAX_ITEMS_PER_STEP {
             let Some(envelope) = p.next_envelope() else { break };
             if p.parked {
@@ -245,7 +330,9 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
                     }
                 }
             }
-            if let Pushed::Kill = push_item(state, core, p, envelope)? {
+            // SAFETY: `state` is `R.next`'s, on a shard's VM, with room for the step's items
+            // (made above: four values each, and eight more for the last one's event table).
+            if let Pushed::Kill = unsafe { push_item(state, core, p, envelope) }? {
                 break;
             }
         }
@@ -253,7 +340,8 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
             // More than one step's worth: come back after the others.
             core.ready.lock().push_back(token);
         }
-        return Ok(ffi::lua_gettop(state) - base + 2);
+        // SAFETY: as above.
+        return Ok(unsafe { ffi::lua_gettop(state) } - base + 2);
     }
 }
 
@@ -261,6 +349,12 @@ pub(crate) unsafe fn next_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
 /// Returns `None` when the step is over (it parked again, or returned a value: see
 /// [`settle_return`]), or the number of values pushed for the driver (`token, false, ok,
 /// results...`) when it did anything else: blocked on a channel, was preempted or failed.
+///
+/// # Safety
+/// `state` must be the live state of a running `R.next` (`raw_next`), on the thread running
+/// `core`'s shard, with the driver's tables in their [`next_slot`]s and room for two more
+/// values. `co` must be the main coroutine of the process `token`, parked in `R.recv` (it
+/// yielded there and was not resumed since), and `record` its slot in the driver's records.
 pub(crate) unsafe fn resume_parked(
     state: *mut mlua::ffi::lua_State,
     core: &Core,
@@ -270,22 +364,33 @@ pub(crate) unsafe fn resume_parked(
     message: Message,
 ) -> Result<Option<c_int>, String> {
     use mlua::ffi;
-    crate::message::push_message(state, message);
-    ffi::lua_rawgeti(state, next_slot(NEXT_PROCS), record as ffi::lua_Integer);
+    // SAFETY: room for the message (the caller's promise), on a shard's VM, where the message
+    // tag is installed.
+    unsafe { crate::message::push_message(state, message) };
+    // SAFETY: room for the record; the driver's records are in their slot (the caller's promise).
+    unsafe { ffi::lua_rawgeti(state, next_slot(NEXT_PROCS), record as ffi::lua_Integer) };
     // What R.recv yielded (its PARKED marker) is still on the coroutine's stack. It returns the
     // message and the process's record (see `raw_recv`).
-    ffi::lua_settop(co, 0);
-    ffi::lua_xmove(state, co, 2);
-    let status = ffi::lua_resume_(co, state, 2);
+    // SAFETY: `co` is a suspended thread of the same VM (the caller's promise), whose stack
+    // held `R.recv`'s frame: emptied, it has room for the two values moved from `state`.
+    unsafe {
+        ffi::lua_settop(co, 0);
+        ffi::lua_xmove(state, co, 2);
+    }
+    // SAFETY: `co` yielded in `R.recv` and holds what that yield returns; `state` is running,
+    // so it may resume it.
+    let status = unsafe { ffi::lua_resume_(co, state, 2) };
     let parked_again = status == ffi::LUA_YIELD && core.procs.borrow_mut().get(&token).is_some_and(|p| p.parked);
     if parked_again {
         wait_or_requeue(core, token);
         return Ok(None);
     }
-    if settle_return(state, core, token, co, status) {
+    // SAFETY: as the caller promises; `co` was just resumed from `state`, with `status`.
+    if unsafe { settle_return(state, core, token, co, status) } {
         return Ok(None);
     }
-    Ok(Some(hand_to_driver(state, record, co, status)?))
+    // SAFETY: as above.
+    Ok(Some(unsafe { hand_to_driver(state, record, co, status) }?))
 }
 
 /// `R.recv()`: the running process's next inbox message, straight from its mailbox. Returns the
@@ -295,21 +400,33 @@ pub(crate) unsafe fn resume_parked(
 /// waits); or parks the main coroutine: it yields the PARKED marker and is resumed by `R.next`
 /// with the next inbox message and the process's record (the driver's `CURRENT` from then on,
 /// given by Rust so no table a program makes can pass for it). Upvalue: the PARKED marker.
+///
+/// # Safety
+/// Called by Luau only, as `R.recv`: a raw callback of a shard made by `raw_callback` (its
+/// first upvalue is the shard's Core, its second the PARKED marker), inside that shard's run.
 pub(crate) unsafe extern "C-unwind" fn raw_recv(state: *mut mlua::ffi::lua_State) -> c_int {
     use mlua::ffi;
     // SAFETY: `state` belongs to a shard's VM, and its raw callbacks have that shard's Core as
     // first upvalue (see `core_of`).
-    let core = core_of(state);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_onto_stack(state, core)));
+    let core = unsafe { core_of(state) };
+    // SAFETY: the live state of this call, on the shard's thread.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { recv_onto_stack(state, core) }));
     match outcome {
         Ok(Ok(Received::Message)) => 1,
         Ok(Ok(Received::Nothing)) => 0,
         Ok(Ok(Received::Parked)) => {
-            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
-            ffi::lua_yield(state, 1)
+            // SAFETY: upvalue 2 is the PARKED marker, and a C function has room for it; the
+            // yield is this function's result, as Luau requires of a C function's yield.
+            unsafe {
+                ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+                ffi::lua_yield(state, 1)
+            }
         }
-        Ok(Err(raise)) => complete(state, Ok(Err(raise)), Some(2)),
-        Err(panic) => complete(state, Err(panic), Some(2)),
+        // SAFETY: the last call of this callback; what it raises is moved into it, and nothing
+        // else it holds owns memory.
+        Ok(Err(raise)) => unsafe { complete(state, Ok(Err(raise)), Some(2)) },
+        // SAFETY: as above.
+        Err(panic) => unsafe { complete(state, Err(panic), Some(2)) },
     }
 }
 
@@ -320,6 +437,12 @@ pub(crate) enum Received {
     Parked,
 }
 
+/// The body of `R.recv` ([`raw_recv`]): pushes the running process's next inbox message, or
+/// says why it did not.
+///
+/// # Safety
+/// `state` must be the live state of a running raw callback's call, a thread of `core`'s
+/// shard's VM (where the message tag is installed), on the thread running that shard.
 pub(crate) unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Core) -> Result<Received, String> {
     use mlua::ffi;
     let token = core.current.load(Ordering::Relaxed);
@@ -341,10 +464,13 @@ pub(crate) unsafe fn recv_onto_stack(state: *mut mlua::ffi::lua_State, core: &Co
             None => return Ok(Received::Nothing),
         }
     };
-    if ffi::lua_checkstack(state, 4) == 0 {
+    // SAFETY: `state` is live (the caller's promise).
+    if unsafe { ffi::lua_checkstack(state, 4) } == 0 {
         return Err("out of Lua stack".into());
     }
-    crate::message::push_message(state, message);
+    // SAFETY: room for the message (made just above), on a shard's VM, where the message tag is
+    // installed.
+    unsafe { crate::message::push_message(state, message) };
     Ok(Received::Message)
 }
 
