@@ -29,7 +29,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 const VALUE_COST: usize = 24;
 
 /// The registry field holding the handles' metatables (metatable -> kind name), which the copy
-/// refuses with the kind's name (see `prelude.luau`).
+/// refuses with the kind's name (see `prelude/`).
 pub(crate) const HANDLE_TYPES: &std::ffi::CStr = c"wisp.handle_types";
 
 /// The state of one copy: the tables on the path from the root (for cycles) and what is left

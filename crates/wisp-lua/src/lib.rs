@@ -9,7 +9,7 @@
 //!   is reached through the process contract's `wisp_process::Kernel`, which the runtime
 //!   implements and tests fake.
 //! - Rust never holds one mlua handle per process: process coroutines live in a Lua table keyed by
-//!   a slot the shard reuses, and the driver loop that resumes them is Lua (see `prelude.luau`).
+//!   a slot the shard reuses, and the driver loop that resumes them is Lua (see `prelude/`).
 //! - No process sees another's tables: every payload is copied into a [`wisp_core::Value`] at
 //!   `send` and rebuilt on the receiving side, even inside one shard.
 

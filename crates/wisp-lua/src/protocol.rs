@@ -1,12 +1,22 @@
-//! The protocol between Rust and the Luau half of a shard (`prelude.luau`): item kinds, step
+//! The protocol between Rust and the Luau half of a shard (`prelude/`): item kinds, step
 //! outcomes, the fields of a process record and the slots of the driver's stack. Both sides
 //! name the same numbers; the tests below read the prelude and fail when they drift.
 
 use std::os::raw::c_int;
 
-pub(crate) const PRELUDE: &str = include_str!("prelude.luau");
+/// The Lua half of a shard, one chunk in parts (`prelude/*.luau`): each part sees the locals of
+/// the parts before it.
+pub(crate) const PRELUDE: &str = concat!(
+    include_str!("prelude/base.luau"),
+    include_str!("prelude/channels.luau"),
+    include_str!("prelude/process.luau"),
+    include_str!("prelude/time.luau"),
+    include_str!("prelude/modules.luau"),
+    include_str!("prelude/sandbox.luau"),
+    include_str!("prelude/driver.luau"),
+);
 
-// Item kinds and step outcomes shared with prelude.luau.
+// Item kinds and step outcomes shared with the prelude.
 pub(crate) const K_MESSAGE: u8 = 1;
 pub(crate) const K_LISTENER: u8 = 3;
 pub(crate) const K_LISTENER_MESSAGE: u8 = 4;

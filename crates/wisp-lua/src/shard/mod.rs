@@ -2,7 +2,7 @@
 //!
 //! Protocol of a run (one scheduler slice):
 //! 1. The worker calls [`Shard::run`]; it calls `R.next` on the shard's driver thread, and the
-//!    Lua driver (`drive` in `prelude.luau`) only if `R.next` hands a process over.
+//!    Lua driver (`drive` in `prelude/driver.luau`) only if `R.next` hands a process over.
 //! 2. The driver calls `R.next(prev, status, ...)` (with the tables `R.next` works on as its
 //!    further arguments, see `NEXT_BODY`): Rust records how the previous process ended its
 //!    step (waiting, ready again, done), admits newly spawned processes and pops ready tokens.
