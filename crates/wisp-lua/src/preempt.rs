@@ -25,7 +25,8 @@
 //!   interrupt point of that step raises again, so `pcall` cannot keep the process alive. `R.next`
 //!   then ends the process with that reason ([`Preempt::take_kill`]), whatever its step returned.
 //! * A guard thread (the coroutine the driver turns an error value into text in) is never
-//!   preempted; an interrupt armed after it has run for [`GUARD_BUDGET`] ends it.
+//!   preempted; an interrupt armed after it has run for [`GUARD_BUDGET`], or after its step ran
+//!   past `max_step`, ends it (the error value is then "not printable").
 //! * The interrupt slot is the only word the watchdog writes into a VM. A shard forgets its
 //!   slot under [`Preempt::slot`]'s lock before its VM is closed, and the watchdog arms only
 //!   under that lock, so it never writes into a freed VM.
@@ -190,6 +191,11 @@ impl Preempt {
         *lock(&self.guard_since) = Some(Instant::now());
     }
 
+    /// Whether the step `step` has run past `max_step`.
+    fn overran(&self, step: u32) -> bool {
+        self.overrun.load(Ordering::Acquire) && self.overrun_step.load(Ordering::Relaxed) == step
+    }
+
     /// Whether the running guard thread has used up its [`GUARD_BUDGET`].
     fn guard_overdue(&self) -> bool {
         lock(&self.guard_since).is_some_and(|since| since.elapsed() >= GUARD_BUDGET)
@@ -236,7 +242,7 @@ impl Preempt {
                 return Some(kill);
             }
         }
-        if self.overrun.load(Ordering::Acquire) && self.overrun_step.load(Ordering::Relaxed) == step {
+        if self.overran(step) {
             return Some(Kill::StepLimit);
         }
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -537,6 +543,19 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
         return; // not a process coroutine: look again at the next interrupt point
     };
     let step = preempt.steps.load(Ordering::Relaxed);
+    if mark & GUARD_TAG != 0 {
+        // A guard is never preempted (its resume would read as a failure), and whatever ends it
+        // (its own budget, or its step's time limit) makes the error value "not printable"; the
+        // watchdog arms the VM again at its next look while the step lasts.
+        // SAFETY: `state` is running, on this thread.
+        unsafe {
+            disarm(state);
+            if preempt.guard_overdue() || preempt.overran(step) {
+                raise(state, NOT_PRINTABLE);
+            }
+        }
+        return;
+    }
     let armed_for_step = preempt.armed_for.load(Ordering::Relaxed) == step;
     // SAFETY: `state` is running, on this thread.
     let yieldable = unsafe { ffi::lua_isyieldable(state) } != 0;
@@ -551,18 +570,6 @@ unsafe extern "C-unwind" fn interrupt(state: *mut ffi::lua_State, gc: c_int) {
     if !armed_for_step {
         // SAFETY: on the VM's own thread.
         unsafe { disarm(state) }; // the step it was armed for is over
-        return;
-    }
-    if mark & GUARD_TAG != 0 {
-        // A guard is never preempted (its resume would read as a failure); the watchdog arms
-        // the VM again at its next look while the step lasts.
-        // SAFETY: as above.
-        unsafe {
-            disarm(state);
-            if preempt.guard_overdue() {
-                raise(state, NOT_PRINTABLE);
-            }
-        }
         return;
     }
     // SAFETY: `state` is running, on this thread.
