@@ -6,7 +6,7 @@ mod ctx;
 mod io;
 mod names;
 mod process;
-mod require;
+pub(crate) mod require;
 mod security;
 mod spawn;
 mod time;

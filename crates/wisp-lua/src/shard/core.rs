@@ -2,7 +2,6 @@
 //! process (`LocalProc`) and the running process.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -44,8 +43,8 @@ pub(crate) struct Core {
     /// Tokens of this shard's mailboxes: handed out by `Shard::new_mailbox` (on any thread),
     /// taken back when a process ends.
     pub(crate) tokens: Mutex<Tokens>,
-    pub(crate) loaded: RunState<HashMap<String, (Arc<str>, Function)>>,
-    /// The source each entry's chunk in `R.init`'s chunk table was loaded from.
+    /// The chunks in the shard's chunk table (entries' and imported libraries'), by entry, with
+    /// the source each was loaded from.
     pub(crate) raw_loaded: RunState<FxHashMap<String, LoadedChunk>>,
     /// Steps left in this slice, and when the slice must end (set at the slice's first look at
     /// the clock, see [`slice_over`]).

@@ -370,8 +370,26 @@ pub(crate) unsafe fn push_chunk(
     core: &Core,
     code: &LuaCode,
 ) -> Result<PushedChunk, String> {
+    // SAFETY: inside `R.next` the chunk table and the read-only globals are in their slots (the
+    // caller's promise).
+    unsafe { push_chunk_from(state, core, code, next_slot(NEXT_CHUNKS), next_slot(NEXT_GLOBALS)) }
+}
+
+/// Pushes the entry's (or library's) compiled chunk from the shard's one chunk table at stack
+/// index `chunks`, loading it there on first use (or when its source changed) with the table at
+/// `env` as its environment.
+///
+/// # Safety
+/// `state` must be a live thread of the shard's VM with room for two more values; `chunks` and
+/// `env` absolute indices of the chunk table and the read-only globals.
+pub(crate) unsafe fn push_chunk_from(
+    state: *mut mlua::ffi::lua_State,
+    core: &Core,
+    code: &LuaCode,
+    chunks: c_int,
+    env: c_int,
+) -> Result<PushedChunk, String> {
     use mlua::ffi;
-    let chunks = next_slot(NEXT_CHUNKS);
     let known = core
         .raw_loaded
         .borrow_mut()
@@ -391,7 +409,6 @@ pub(crate) unsafe fn push_chunk(
     let name = std::ffi::CString::new(format!("={}", code.chunk_name)).map_err(|_| "bad chunk name")?;
     // Loaded with the read-only globals as its environment: a process of code that assigns no
     // global runs the chunk itself, so a write the scan missed would fail there.
-    let env = next_slot(NEXT_GLOBALS);
     // SAFETY: `state` is live with room for the chunk or the error (the caller's promise);
     // Luau copies the name and the bytecode, which outlive the call; `env` is a table's slot.
     if unsafe { ffi::luau_load(state, name.as_ptr(), bytecode.as_ptr() as *const _, bytecode.len(), env) } != 0 {

@@ -27,7 +27,6 @@ pub(crate) mod ready;
 mod step;
 mod vm;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -74,7 +73,6 @@ impl Shard {
             admitted: AtomicBool::new(false),
             procs: RunState::new(ProcSlots::default()),
             tokens: Mutex::new(Tokens::default()),
-            loaded: RunState::new(HashMap::new()),
             raw_loaded: RunState::new(FxHashMap::default()),
             steps_left: AtomicUsize::new(0),
             deadline: RunState::new(None),

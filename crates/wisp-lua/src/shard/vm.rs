@@ -104,12 +104,17 @@ pub(crate) fn build_vm(core: &Arc<Core>) -> mlua::Result<Vm> {
     prelude.get::<Function>("set_recv")?.call::<()>(recv)?;
     let next = raw_callback(&lua, core, raw_next, c"next", Vec::new())?;
     // What R.next works on (see NEXT_BODY), in that order: the driver's `body`, the environment
-    // metatable, the chunk table, the driver's process records, the record template, and the table the sandbox made read-only (not the main thread's own writable
-    // global table, which the sandbox put in front of it).
+    // metatable, the chunk table, the driver's process records, the record template, and the
+    // table the sandbox made read-only (not the main thread's own writable global table, which
+    // the sandbox put in front of it).
+    let chunks = lua.create_table()?;
+    // `require` loads libraries into the same chunk table, reaching it (and the environment chunks
+    // are loaded with) through the registry.
+    crate::modules::require::install_chunk_tables(&lua, &chunks, &globals)?;
     let tables = [
         LuaValue::Function(prelude.get("body")?),
         LuaValue::Table(env_mt),
-        LuaValue::Table(lua.create_table()?),
+        LuaValue::Table(chunks),
         LuaValue::Table(prelude.get("procs")?),
         LuaValue::Table(record_template(&lua)?),
         LuaValue::Table(globals),
