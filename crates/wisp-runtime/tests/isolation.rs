@@ -55,6 +55,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::cases::{Layout, Suite, TWO_WORKERS};
+use common::child::{describe_status, tail};
 
 const SUITE: Suite =
     Suite { folder: "isolation", default_timeout: Duration::from_secs(30), filter_env: "WISP_ISOLATION_FILTER" };
@@ -122,8 +123,8 @@ fn run_in_child(layout: usize, case: &str, timeout: Duration) -> Result<(), Stri
         Ok(text) => Err(text.strip_prefix("FAIL\n").unwrap_or(&text).to_owned()),
         Err(_) => Err(format!(
             "the child ended with {} before reporting{}",
-            describe_status(&output.status),
-            tail("stderr", &output.stderr)
+            describe_status(&output.status).0,
+            tail("stderr", &String::from_utf8_lossy(&output.stderr), 12)
         )),
     }
 }
@@ -139,37 +140,6 @@ fn child_command(exe: &Path) -> Command {
 #[cfg(not(unix))]
 fn child_command(exe: &Path) -> Command {
     Command::new(exe)
-}
-
-/// How a child ended: a signal (a crash of the runtime) or its exit status.
-fn describe_status(status: &std::process::ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                4 => "SIGILL",
-                6 => "SIGABRT",
-                7 => "SIGBUS",
-                9 => "SIGKILL",
-                11 => "SIGSEGV",
-                _ => "a signal",
-            };
-            return format!("signal {signal} ({name}): the runtime crashed");
-        }
-    }
-    status.to_string()
-}
-
-/// The last lines of a child's output, for a report.
-fn tail(what: &str, bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.is_empty() {
-        return String::new();
-    }
-    let start = lines.len().saturating_sub(12);
-    format!("; last lines of its {what}:\n    {}", lines[start..].join("\n    "))
 }
 
 /// In a child: runs the case `spec` names, writes its outcome and exits.

@@ -62,6 +62,9 @@ use wisp_core::{ExitResult, Value};
 use wisp_registry::Registry;
 use wisp_runtime::{Node, TerminalIo};
 
+mod common;
+use common::child::{describe_status, tail};
+
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/isolation_fuzz");
 const TEST_NAME: &str = "isolation_fuzz";
 /// Set in a child: `run\t<base seed>\t<sequences>\t<outcome file>` or
@@ -272,35 +275,6 @@ fn run_in_child(spec: &str) -> Result<ChildOutcome, String> {
         crashed,
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
-}
-
-/// How a child ended, and whether that was a crash (a signal or a failing status).
-fn describe_status(status: &std::process::ExitStatus) -> (String, bool) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            let name = match signal {
-                4 => "SIGILL",
-                6 => "SIGABRT",
-                7 => "SIGBUS",
-                9 => "SIGKILL",
-                11 => "SIGSEGV",
-                _ => "a signal",
-            };
-            return (format!("signal {signal} ({name}): the runtime crashed"), true);
-        }
-    }
-    (status.to_string(), !status.success())
-}
-
-fn tail(what: &str, text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if all.is_empty() {
-        return String::new();
-    }
-    let start = all.len().saturating_sub(lines);
-    format!("\nlast lines of its {what}:\n    {}", all[start..].join("\n    "))
 }
 
 // ---------------------------------------------------------------------------------------------

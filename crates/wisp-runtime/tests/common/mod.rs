@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod cases;
+pub mod child;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
