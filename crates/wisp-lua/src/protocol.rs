@@ -35,12 +35,11 @@ pub(crate) const MAX_ITEMS_PER_STEP: usize = 64;
 /// NEXT_GLOBALS` (slots 2 to 7), and the prelude's `drive` in this slot.
 pub(crate) const DRIVER_DRIVE: c_int = NEXT_GLOBALS + 1;
 
-/// A process record's fixed fields, its first array slots (keep in sync with the prelude's
-/// `TOKEN, MAIN, RECV, INBOX`).
-pub(crate) const RECORD_TOKEN: mlua::ffi::lua_Integer = 1;
-pub(crate) const RECORD_MAIN: mlua::ffi::lua_Integer = 2;
-pub(crate) const RECORD_RECV: mlua::ffi::lua_Integer = 3;
-pub(crate) const RECORD_FIELDS: usize = 4;
+/// A process record's fixed fields, its first array slots (the prelude's `MAIN, RECV, INBOX`).
+/// No field names the process: callbacks take it from Rust (`Core::current`).
+pub(crate) const RECORD_MAIN: mlua::ffi::lua_Integer = 1;
+pub(crate) const RECORD_RECV: mlua::ffi::lua_Integer = 2;
+pub(crate) const RECORD_FIELDS: usize = 3;
 
 /// What the driver passes `R.next` after the previous step's outcome (its arguments 5 to 11,
 /// numbered by their slots on the driver thread, see `DRIVER_DRIVE`): the driver's `body`, the
@@ -110,9 +109,8 @@ mod drift_tests {
                 named(&[("S_WAITING", S_WAITING.into()), ("S_READY", S_READY.into()), ("S_DONE", S_DONE.into())]),
             ),
             (
-                "TOKEN",
+                "MAIN",
                 named(&[
-                    ("TOKEN", RECORD_TOKEN),
                     ("MAIN", RECORD_MAIN),
                     ("RECV", RECORD_RECV),
                     ("INBOX", RECORD_FIELDS as mlua::ffi::lua_Integer),

@@ -143,8 +143,6 @@ pub(crate) unsafe fn start_process(
     // SAFETY: the record is at `record` (above the chunk and the thread), with room above it for
     // one value at a time.
     unsafe {
-        ffi::lua_pushnumber(state, token as f64);
-        ffi::lua_rawseti(state, record, RECORD_TOKEN);
         ffi::lua_pushvalue(state, base + 2);
         ffi::lua_rawseti(state, record, RECORD_MAIN);
     }
