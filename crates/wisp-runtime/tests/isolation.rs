@@ -49,13 +49,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::cases::{Layout, Suite, TWO_WORKERS};
-use common::child::{describe_status, tail};
+use common::child::{describe_status, output_within, tail, test_binary_child};
 
 const SUITE: Suite =
     Suite { folder: "isolation", default_timeout: Duration::from_secs(30), filter_env: "WISP_ISOLATION_FILTER" };
@@ -94,30 +91,9 @@ fn run_in_child(layout: usize, case: &str, timeout: Duration) -> Result<(), Stri
     let scratch = tempfile::tempdir().map_err(|e| format!("no scratch folder: {e}"))?;
     let outcome_path = scratch.path().join("outcome");
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the test binary: {e}"))?;
-    let mut command = child_command(&exe);
-    command
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{layout}\t{case}\t{}", outcome_path.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|e| format!("cannot start the child: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let limit = timeout + CHILD_GRACE;
-    let output = match rx.recv_timeout(limit) {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(format!("waiting for the child failed: {e}")),
-        Err(_) => {
-            // Our own child, by its id.
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            let _ = rx.recv();
-            return Err(format!("the child running the case did not end within {limit:?}; killed"));
-        }
-    };
+    let mut command = test_binary_child(&exe, TEST_NAME, CHILD_MEMORY_KIB);
+    command.env(CHILD_ENV, format!("{layout}\t{case}\t{}", outcome_path.display()));
+    let output = output_within(command, timeout + CHILD_GRACE)?;
     match std::fs::read_to_string(&outcome_path) {
         Ok(text) if text == "PASS" => Ok(()),
         Ok(text) => Err(text.strip_prefix("FAIL\n").unwrap_or(&text).to_owned()),
@@ -127,19 +103,6 @@ fn run_in_child(layout: usize, case: &str, timeout: Duration) -> Result<(), Stri
             tail("stderr", &String::from_utf8_lossy(&output.stderr), 12)
         )),
     }
-}
-
-/// The command that starts the test binary as a child, under the address-space limit.
-#[cfg(unix)]
-fn child_command(exe: &Path) -> Command {
-    let mut command = Command::new("/bin/sh");
-    command.arg("-c").arg(format!("ulimit -v {CHILD_MEMORY_KIB} && exec \"$0\" \"$@\"")).arg(exe);
-    command
-}
-
-#[cfg(not(unix))]
-fn child_command(exe: &Path) -> Command {
-    Command::new(exe)
 }
 
 /// In a child: runs the case `spec` names, writes its outcome and exits.

@@ -54,7 +54,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +62,7 @@ use wisp_registry::Registry;
 use wisp_runtime::{Node, TerminalIo};
 
 mod common;
-use common::child::{describe_status, tail};
+use common::child::{describe_status, output_within, tail, test_binary_child};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/isolation_fuzz");
 const TEST_NAME: &str = "isolation_fuzz";
@@ -240,34 +239,9 @@ fn run_in_child(spec: &str) -> Result<ChildOutcome, String> {
     let scratch = tempfile::tempdir().map_err(|e| format!("no scratch folder: {e}"))?;
     let outcome_path = scratch.path().join("outcome");
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the test binary: {e}"))?;
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(format!("ulimit -v {CHILD_MEMORY_KIB} && exec \"$0\" \"$@\""))
-        .arg(exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{spec}\t{}", outcome_path.display()))
-        .env_remove(REPLAY_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|e| format!("cannot start the child: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let limit = RUN_TIMEOUT + SHUTDOWN_TIMEOUT + CHILD_GRACE;
-    let output = match rx.recv_timeout(limit) {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(format!("waiting for the child failed: {e}")),
-        Err(_) => {
-            // Our own child, by its id.
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            let _ = rx.recv();
-            return Err(format!("the child did not end within {limit:?}; killed"));
-        }
-    };
+    let mut command = test_binary_child(&exe, TEST_NAME, CHILD_MEMORY_KIB);
+    command.env(CHILD_ENV, format!("{spec}\t{}", outcome_path.display())).env_remove(REPLAY_ENV);
+    let output = output_within(command, RUN_TIMEOUT + SHUTDOWN_TIMEOUT + CHILD_GRACE)?;
     let (status, crashed) = describe_status(&output.status);
     Ok(ChildOutcome {
         report: std::fs::read_to_string(&outcome_path).ok(),
