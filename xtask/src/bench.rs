@@ -21,12 +21,13 @@ const DEFAULT_RUNS: usize = 3;
 /// pairs): five make the median steadier for about 15 s more.
 const SCALING_MIN_PAIRS: usize = 5;
 
-const ALL: &[&str] = &["skynet", "spawn", "ring", "pingpong", "counting", "forkjoin", "fairness", "scaling"];
+const ALL: &[&str] = &["skynet", "spawn", "ring", "pingpong", "counting", "forkjoin", "fairness", "timeout", "scaling"];
 const PEERS: &[&str] = &["erlang", "go"];
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Benchmarks to run (default: all): skynet spawn ring pingpong counting forkjoin fairness scaling.
+    /// Benchmarks to run (default: all): skynet spawn ring pingpong counting forkjoin fairness
+    /// timeout scaling.
     names: Vec<String>,
     /// Also run the Erlang and Go peers on the same sizes.
     #[arg(long)]
@@ -349,6 +350,23 @@ fn benches(name: &str, scale: impl Fn(u64) -> u64, workers: usize, quick: bool) 
             .metric("p99 ms", "< 10", ResultField("p99_ms"), None);
             bench.size = format!("fairness {rounds} round trips");
             vec![bench]
+        }
+        // The timeout idiom (select + a fresh time.after per iteration) beside the same loop
+        // without the timer: the rate, and the worst gap as the abandoned timers fire.
+        "timeout" => {
+            let n = scale(1_000_000);
+            ["timer", "none"]
+                .into_iter()
+                .map(|mode| {
+                    let label = match mode {
+                        "timer" => format!("timeout {n} (select + after)"),
+                        _ => format!("timeout {n} (select alone)"),
+                    };
+                    Bench::new(label, "timeout", vec![n.to_string(), mode.into()])
+                        .metric("iter/s", "", ResultField("per_s"), None)
+                        .metric("worst gap ms", "", ResultField("worst_gap_ms"), None)
+                })
+                .collect()
         }
         _ => Vec::new(),
     }

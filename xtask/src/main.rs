@@ -6,7 +6,8 @@
 //! - `stress`: heavier correctness runs through the `wisp` binary; non-zero exit on any failure.
 //! - `tidy`: the machine-checkable architecture invariants (only wisp-registry depends on YAML,
 //!   only wisp-cli prints, crates depend only on lower layers) and unsafe-code hygiene.
-//! - `loom`: model-checks the lock-free handshakes (mailbox, schedule state, watchdog) with loom.
+//! - `loom`: model-checks the lock-free handshakes (mailbox, schedule state, watchdog, name claims,
+//!   exit vs monitor/link) with loom.
 //! - `memcheck`: runs the Lua test suite under valgrind's memcheck; non-zero exit on any error.
 
 mod bench;
@@ -88,8 +89,9 @@ pub fn build_wisp() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Crates whose lock-free parts have loom models (`mod loom_tests`, built with `--cfg loom`).
-const LOOM_CRATES: &[&str] = &["wisp-mailbox", "wisp-scheduler", "wisp-lua"];
+/// Crates whose lock-free parts or races with the exit path have loom models (`mod loom_tests`,
+/// built with `--cfg loom`).
+const LOOM_CRATES: &[&str] = &["wisp-mailbox", "wisp-scheduler", "wisp-lua", "wisp-registry", "wisp-process"];
 
 /// Runs the loom models: the crates' `loom` tests built with `--cfg loom`, in a target directory
 /// of their own so the regular build is not invalidated.

@@ -227,6 +227,22 @@ impl Preempt {
         Some(kill)
     }
 
+    /// Ends the running step now (on the shard's thread, from a callback of the step): every
+    /// later interrupt point of the step raises, so `pcall` cannot keep it going, and `R.next`
+    /// ends its process with `kill`'s text whatever the step returned.
+    pub(crate) fn kill_running(&self, kill: Kill) {
+        let step = self.steps.load(Ordering::Relaxed);
+        self.killed_step.store(step, Ordering::Relaxed);
+        self.killed.store(kill as u8, Ordering::Relaxed);
+        self.armed_for.store(step, Ordering::Relaxed);
+        let slot = lock(&self.slot);
+        if *slot != 0 {
+            // SAFETY: as in `look`: the address of the live VM's interrupt field.
+            let field = unsafe { AtomicUsize::from_ptr(*slot as *mut usize) };
+            field.store(INTERRUPT as usize, Ordering::Release);
+        }
+    }
+
     /// The text a kill ends its process with.
     pub(crate) fn kill_text(&self, kill: Kill) -> &str {
         match kill {

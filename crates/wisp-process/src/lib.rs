@@ -62,6 +62,15 @@ pub enum SpawnError {
     UnknownHost(String),
     #[error("host `{host}` is full ({max} processes)")]
     HostFull { host: String, max: usize },
+    /// A terminal host's one process is running.
+    #[error("terminal host {0} runs one process")]
+    TerminalBusy(String),
+    /// `with_name`: the name lives on another host than the spawn's.
+    #[error("name {name} is held by {holder}")]
+    NameHeld { name: String, holder: String },
+    /// `with_name` with a name no process may hold.
+    #[error("{0}")]
+    BadName(String),
     /// Refused by a policy or the caller's host.
     #[error("{0}")]
     Denied(String),

@@ -212,3 +212,67 @@ mod tests {
         assert!(normal.iter().all(|(_, e)| matches!(e, Event::Exit { .. })), "no LINK_DOWN on a normal exit");
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+    use std::sync::Arc;
+    use wisp_core::Value;
+    use wisp_mailbox::{Mailbox, Wake};
+
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(&self, _token: u32) {}
+    }
+
+    fn pid(n: u32) -> Pid {
+        Pid::new(wisp_core::HostIndex(0), n, 1)
+    }
+
+    /// `watcher` sends `signal` to a process that ends with `result` meanwhile (the push races
+    /// the exit's close of the mailbox). Returns what the watcher heard in total: the runtime's
+    /// `noproc` answer to a refused push, or the exit notices of a signal that got in.
+    fn race_signal_with_exit(signal: Signal, result: ExitResult) -> Vec<Event> {
+        let watcher = pid(1);
+        let dying = pid(2);
+        let mailbox = loom::sync::Arc::new(Mailbox::<Envelope>::new(Arc::new(NoWake), 0));
+        let sender = {
+            let mailbox = mailbox.clone();
+            let signal = signal.clone();
+            thread::spawn(move || mailbox.push(Envelope::Signal { from: watcher, signal }).is_err())
+        };
+        let leftover = mailbox.close();
+        let notices = Supervision::default().exit_notices(dying, &result, leftover);
+        let refused = sender.join().expect("sender panicked");
+        let mut heard: Vec<Event> = notices.into_iter().filter(|(to, _)| *to == watcher).map(|(_, e)| e).collect();
+        if refused {
+            let noproc = ExitResult::Error("noproc".into());
+            heard.push(match signal {
+                Signal::Monitor => Event::Exit { from: dying, result: noproc },
+                Signal::Link => Event::LinkDown { from: dying, result: noproc },
+                other => unreachable!("not modelled: {other:?}"),
+            });
+        }
+        heard
+    }
+
+    #[test]
+    fn loom_monitor_racing_exit_gets_one_exit() {
+        loom::model(|| {
+            let heard = race_signal_with_exit(Signal::Monitor, ExitResult::Value(Value::Nil));
+            assert_eq!(heard.len(), 1, "a monitor gets exactly one EXIT: {heard:?}");
+            assert!(matches!(heard[0], Event::Exit { .. }));
+        });
+    }
+
+    #[test]
+    fn loom_link_racing_error_exit_gets_one_link_down() {
+        loom::model(|| {
+            let heard = race_signal_with_exit(Signal::Link, ExitResult::Error("boom".into()));
+            assert_eq!(heard.len(), 1, "a link gets exactly one LINK_DOWN: {heard:?}");
+            assert!(matches!(heard[0], Event::LinkDown { .. }));
+        });
+    }
+}

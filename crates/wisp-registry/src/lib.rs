@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use duration::{parse_duration, parse_go_duration, DurationError};
-pub use names::{NameError, NameRegistry};
+pub use names::{Claim, ClaimError, NameError, NameRegistry};
 pub use wisp_core::Value;
 use wisp_security::{Actor, Policy};
 use wisp_supervisor::RestartPolicyParams;

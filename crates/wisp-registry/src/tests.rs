@@ -432,8 +432,11 @@ fn name_registry() {
     assert!(names.register("b", pid(1), alive).is_ok());
     assert!(matches!(names.register("", pid(1), alive), Err(NameError::Invalid { .. })));
     assert!(matches!(names.register("{app|0x1}", pid(1), alive), Err(NameError::Invalid { .. })));
+    // A process that is not alive gets no name.
+    assert_eq!(names.register("c", pid(3), dead), Err(NameError::NoProcess(pid(3))));
+    assert_eq!(names.lookup("c"), None);
     // A dead holder's name is taken over.
-    assert!(names.register("a", pid(2), dead).is_ok());
+    assert!(names.register("a", pid(2), |p| p != pid(1)).is_ok());
     assert_eq!(names.lookup("a"), Some(pid(2)));
     assert_eq!(names.names_of(pid(1)), ["b"]);
     assert_eq!(names.release_all(pid(1)), ["b"]);
@@ -442,6 +445,23 @@ fn name_registry() {
     assert!(!names.unregister("a"));
     assert!(names.is_empty());
     assert!(names.release_all(pid(2)).is_empty());
+}
+
+#[test]
+fn a_claim_starts_one_process_per_name_and_keeps_it_while_it_lives() {
+    use crate::{Claim, ClaimError};
+    let pid = |n| Pid::new(HostIndex(0), n, 0);
+    let names = NameRegistry::default();
+    let started = names.claim("svc", |_| true, || Ok::<_, ()>(pid(1)));
+    assert_eq!(started, Ok(Claim::Started(pid(1))));
+    let again = names.claim("svc", |_| true, || -> Result<Pid, ()> { panic!("the name is held: nothing starts") });
+    assert_eq!(again, Ok(Claim::Held(pid(1))));
+    // A failed start binds nothing; a dead holder's name is claimed anew.
+    assert_eq!(names.claim("other", |_| true, || Err::<Pid, _>("no entry")), Err(ClaimError::Start("no entry")));
+    assert_eq!(names.lookup("other"), None);
+    assert_eq!(names.claim("svc", |p| p != pid(1), || Ok::<_, ()>(pid(2))), Ok(Claim::Started(pid(2))));
+    assert_eq!(names.names_of(pid(1)), Vec::<String>::new());
+    assert!(matches!(names.claim("{x", |_| true, || Ok::<_, ()>(pid(3))), Err(ClaimError::Name(_))));
 }
 
 #[test]

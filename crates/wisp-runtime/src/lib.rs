@@ -22,10 +22,11 @@ use wisp_core::{Envelope, ExitResult, HostIndex, Message, Payloads, Pid, Signal,
 use wisp_lua::{Admission, ChunkCache, LuaCode, Shard, ShardConfig, Watchdog, DEFAULT_MAX_STEP};
 use wisp_mailbox::Mailbox;
 use wisp_process::{
-    Console, Dest, Exits, Kernel, NameError, Names, ProcessExit, Router, SendError, SpawnRequest, Spawner, Undelivered,
+    Console, Dest, Exits, Kernel, NameError, Names, ProcessExit, Router, SendError, SpawnFlags, SpawnRequest, Spawner,
+    Undelivered,
 };
-use wisp_registry::{EntryId, EntryKind, NameRegistry, Registry};
-use wisp_scheduler::{Pool, PoolConfig, Timers};
+use wisp_registry::{Claim, ClaimError, EntryId, EntryKind, NameRegistry, Registry};
+use wisp_scheduler::{Pool, PoolConfig, SystemClock, Timers};
 
 pub use native::{Context, NativeFactory, Process, Step};
 pub use wisp_process::{SpawnError, TerminalIo};
@@ -76,8 +77,13 @@ struct Host {
     max_processes: Option<usize>,
     pool: Mutex<Option<Pool>>,
     handle: wisp_scheduler::Handle,
+    /// The host's timers, on a thread of their own: hosts never wait on each other's timers.
+    timers: Mutex<Option<Timers>>,
     shards: OnceLock<Vec<Arc<Shard>>>,
     table: ProcessTable,
+    /// Held across the look and the insert of a spawn onto a terminal host, which runs one
+    /// process at a time.
+    terminal_admission: Mutex<()>,
     next_shard: AtomicUsize,
     /// Per shard, where the current block of a burst of spawns goes: see [`place`].
     burst_targets: Box<[BurstTarget]>,
@@ -89,7 +95,6 @@ struct NodeInner {
     host_names: FxHashMap<String, HostIndex>,
     code: FxHashMap<String, Code>,
     names: NameRegistry,
-    timers: Mutex<Option<Timers>>,
     /// Preempts busy Lua processes of every host (stopped at shutdown).
     watchdog: Mutex<Option<Watchdog>>,
     watchers: Mutex<FxHashMap<Pid, mpsc::Sender<ExitResult>>>,
@@ -210,9 +215,11 @@ impl Node {
                 pool.shutdown();
             }
         }
-        let timers = inner.timers.lock().ok().and_then(|mut t| t.take());
-        if let Some(timers) = timers {
-            timers.shutdown();
+        for host in &inner.hosts {
+            let timers = host.timers.lock().ok().and_then(|mut t| t.take());
+            if let Some(timers) = timers {
+                timers.shutdown();
+            }
         }
         drop(inner.watchdog.lock().ok().and_then(|mut w| w.take()));
     }
@@ -333,8 +340,6 @@ impl NodeBuilder {
         for (entry, factory) in self.natives {
             code.insert(entry, Code::Native(factory));
         }
-        let timers = Timers::new();
-        let timer_handle = timers.handle();
         let watchdog =
             Watchdog::start(wisp_lua::DEFAULT_PREEMPT_TICK).map_err(|e| BuildError::Watchdog(e.to_string()))?;
         let watchdog_handle = watchdog.handle();
@@ -344,6 +349,8 @@ impl NodeBuilder {
             let index = HostIndex(i as u16);
             let pool = Pool::try_new(PoolConfig { name: def.name.clone(), workers: def.workers.max(1) })
                 .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
+            let timers = Timers::with_clock(Arc::new(SystemClock))
+                .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
             host_names.insert(def.name.clone(), index);
             hosts.push(Host {
                 name: def.name.clone(),
@@ -351,8 +358,10 @@ impl NodeBuilder {
                 max_processes: def.max_processes,
                 handle: pool.handle(),
                 pool: Mutex::new(Some(pool)),
+                timers: Mutex::new(Some(timers)),
                 shards: OnceLock::new(),
                 table: ProcessTable::new(index),
+                terminal_admission: Mutex::new(()),
                 next_shard: AtomicUsize::new(0),
                 burst_targets: (0..def.shards.max(1)).map(|_| BurstTarget::default()).collect(),
             });
@@ -362,7 +371,6 @@ impl NodeBuilder {
             host_names,
             code,
             names: NameRegistry::new(),
-            timers: Mutex::new(Some(timers)),
             watchdog: Mutex::new(Some(watchdog)),
             watchers: Mutex::new(FxHashMap::default()),
             terminal: self.terminal,
@@ -371,6 +379,12 @@ impl NodeBuilder {
         let _ = inner.me.set(Arc::downgrade(&inner));
         let chunks = Arc::new(ChunkCache::new());
         for (host, def) in inner.hosts.iter().zip(&defs) {
+            let timer_handle = host
+                .timers
+                .lock()
+                .ok()
+                .and_then(|t| t.as_ref().map(Timers::handle))
+                .ok_or_else(|| BuildError::Host { host: def.name.clone(), message: "no timers".into() })?;
             let mut shards = Vec::new();
             for _ in 0..def.shards.max(1) {
                 let kernel: Arc<dyn Kernel> = inner.clone();
@@ -570,6 +584,17 @@ impl NodeInner {
         let parent_group =
             parent.filter(|p| p.host == index).and_then(|p| parent_group.or_else(|| host.table.with(p, |s| s.group)));
         let watched = watcher.is_some();
+        // A terminal host runs one process: the look and the insert below are one step.
+        let _admission = match host.kind {
+            HostKind::Terminal => {
+                let guard = host.terminal_admission.lock().unwrap_or_else(|p| p.into_inner());
+                if host.table.len() > 0 {
+                    return Err(SpawnError::TerminalBusy(host.name.clone()));
+                }
+                Some(guard)
+            }
+            HostKind::Process => None,
+        };
         match code {
             Code::Library => Err(SpawnError::NotRunnable(entry.into())),
             Code::Lua(code) => {
@@ -608,6 +633,24 @@ impl NodeInner {
                 NativeTask::start(pid, mailbox, waker, factory(args), host.handle.clone(), kernel, links, monitors);
                 Ok(pid)
             }
+        }
+    }
+
+    fn name_error(&self, error: wisp_registry::NameError) -> NameError {
+        match error {
+            wisp_registry::NameError::Invalid { name, reason } => NameError::Invalid { name, reason },
+            wisp_registry::NameError::NameTaken(holder) => NameError::Taken(holder),
+            wisp_registry::NameError::NoProcess(pid) => NameError::NoProcess(self.render_pid(pid)),
+        }
+    }
+
+    /// Hands an existing holder of a `with_name` name the spawn's monitor, link and messages.
+    fn adopt(&self, existing: Pid, parent: Pid, flags: SpawnFlags) {
+        if flags.monitor {
+            let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Monitor });
+        }
+        if flags.link {
+            let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Link });
         }
     }
 
@@ -689,50 +732,47 @@ impl Spawner for NodeInner {
                 );
             }
         };
-        if let Some(name) = &name {
-            // with_name: a live process holding the name on that host is reused, not duplicated.
-            let on_host = self.host_names.get(host).copied();
-            if let Some(existing) = self.names.lookup(name).filter(|p| Some(p.host) == on_host) {
-                if self.slot(existing).is_some() {
-                    if flags.monitor {
-                        let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Monitor });
-                    }
-                    if flags.link {
-                        let _ = self.push(existing, Envelope::Signal { from: parent, signal: Signal::Link });
-                    }
-                    deliver(existing);
-                    return Ok(existing);
-                }
+        let birth = Birth {
+            parent: Some(parent),
+            burst,
+            parent_group: Some(parent_group),
+            flags,
+            watcher: None,
+            inherited: Inherited { context, actor, scope },
+        };
+        let Some(name) = name else {
+            let pid = self.spawn_with(entry, host, args, birth)?;
+            deliver(pid);
+            return Ok(pid);
+        };
+        // with_name: the name is claimed and the process started in one step, so concurrent
+        // callers get one process; a live holder on that host is reused, one elsewhere refused.
+        let on_host = self.host_names.get(host).copied();
+        let claim = self.names.claim(&name, |p| self.slot(p).is_some(), || self.spawn_with(entry, host, args, birth));
+        match claim {
+            Ok(Claim::Started(pid)) => {
+                deliver(pid);
+                Ok(pid)
             }
-        }
-        let pid = self.spawn_with(
-            entry,
-            host,
-            args,
-            Birth {
-                parent: Some(parent),
-                burst,
-                parent_group: Some(parent_group),
-                flags,
-                watcher: None,
-                inherited: Inherited { context, actor, scope },
-            },
-        )?;
-        if let Some(name) = &name {
-            if let Err(e) = self.register_name(parent, name, pid) {
-                tracing::warn!(pid = %self.render_pid(pid), "spawned without its name: {e}");
+            Ok(Claim::Held(existing)) if Some(existing.host) == on_host => {
+                self.adopt(existing, parent, flags);
+                deliver(existing);
+                Ok(existing)
             }
+            Ok(Claim::Held(holder)) => Err(SpawnError::NameHeld { name, holder: self.render_pid(holder) }),
+            Err(ClaimError::Start(e)) => Err(e),
+            Err(ClaimError::Name(e)) => Err(SpawnError::BadName(self.name_error(e).to_string())),
         }
-        deliver(pid);
-        Ok(pid)
     }
 }
 
 impl Exits for NodeInner {
     fn exited(&self, exit: ProcessExit) {
         let ProcessExit { pid, result, supervision, leftover } = exit;
-        self.names.release_all(pid);
+        // Out of the table first, then its names: a binding racing with this exit either sees
+        // it gone or is released here (see wisp_registry's names module).
         let watched = self.host(pid.host).and_then(|host| host.table.remove(pid)).is_some_and(|slot| slot.watched);
+        self.names.release_all(pid);
         if let ExitResult::Error(e) = &result {
             tracing::debug!(pid = %self.render_pid(pid), "process failed: {e}");
         }
@@ -749,10 +789,7 @@ impl Exits for NodeInner {
 
 impl Names for NodeInner {
     fn register_name(&self, _caller: Pid, name: &str, pid: Pid) -> Result<(), NameError> {
-        self.names.register(name, pid, |holder| self.slot(holder).is_some()).map_err(|e| match e {
-            wisp_registry::NameError::Invalid { name, reason } => NameError::Invalid { name, reason },
-            wisp_registry::NameError::NameTaken(holder) => NameError::Taken(holder),
-        })
+        self.names.register(name, pid, |p| self.slot(p).is_some()).map_err(|e| self.name_error(e))
     }
 
     fn lookup_name(&self, name: &str) -> Option<Pid> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mlua::{Lua, Table, Thread, Value as LuaValue};
 use wisp_core::{Envelope, Event, ExitResult, Message, Signal};
 use wisp_mailbox::ListenerId;
-use wisp_process::Dest;
+use wisp_process::{Dest, SendError};
 
 use crate::convert::*;
 use crate::preempt::{self};
@@ -70,29 +70,42 @@ pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<(
                 other => return Err(mlua::Error::runtime(format!("unknown signal {other}"))),
             };
             let target = parse_dest(&c, &dest);
+            if matches!(signal, Signal::Terminate) && resolves_to(&c, target, me) {
+                // Ended at this call, not when the signal would come round in the mailbox: the
+                // step is killed (see `Preempt::kill_running`), so nothing after it runs.
+                c.preempt.kill_running(preempt::Kill::Terminated);
+                return Err(mlua::Error::runtime("terminated"));
+            }
             let outcome = c.kernel.signal(me, target, signal.clone());
             let reached = match (&outcome, target) {
                 (Ok(pid), _) => Some(*pid),
                 (Err(_), Dest::Pid(pid)) => Some(pid),
                 (Err(_), Dest::Name(_)) => None,
             };
+            // A PID that names no live process: monitoring and linking it still succeed, and
+            // the answer (EXIT or LINK_DOWN with `noproc`) comes as an event, as from a process
+            // that ended right after the signal reached it.
+            let dead = matches!(outcome, Err(SendError::NoProcess(_)));
             with_proc(&c, token, |p| {
                 let supervision = &mut p.extra_mut().supervision;
                 match (&signal, reached) {
                     (Signal::Monitor, Some(pid)) => supervision.monitor(pid),
                     (Signal::Demonitor, Some(pid)) => supervision.demonitor(pid),
-                    (Signal::Link, Some(pid)) if outcome.is_ok() => supervision.link(pid),
+                    (Signal::Link, Some(pid)) if outcome.is_ok() || dead => supervision.link(pid),
                     (Signal::Unlink, Some(pid)) => supervision.unlink(pid),
                     _ => {}
                 }
             })?;
             match (outcome, &signal) {
                 (Ok(_), _) => Ok((Some(true), None)),
-                (Err(_), Signal::Monitor) if reached.is_some() => {
-                    // Monitoring a dead process reports its end at once.
+                (Err(_), Signal::Monitor | Signal::Link) if dead => {
                     let from = reached.unwrap_or(me);
-                    c.kernel
-                        .deliver(me, Envelope::Event(Event::Exit { from, result: ExitResult::Error("noproc".into()) }));
+                    let result = ExitResult::Error("noproc".into());
+                    let event = match signal {
+                        Signal::Link => Event::LinkDown { from, result },
+                        _ => Event::Exit { from, result },
+                    };
+                    c.kernel.deliver(me, Envelope::Event(event));
                     Ok((Some(true), None))
                 }
                 (Err(_), Signal::Demonitor | Signal::Unlink) => Ok((Some(true), None)),
@@ -305,5 +318,13 @@ pub(crate) fn parse_dest<'a>(core: &Core, dest: &'a str) -> Dest<'a> {
         }
     } else {
         Dest::Name(dest)
+    }
+}
+
+/// Whether `dest` names the process `me`.
+fn resolves_to(core: &Core, dest: Dest<'_>, me: wisp_core::Pid) -> bool {
+    match dest {
+        Dest::Pid(pid) => pid == me,
+        Dest::Name(name) => core.kernel.lookup_name(name) == Some(me),
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<(
                         let _ = mailbox.push(Envelope::Timer(id));
                     }),
                 );
-                p.extra_mut().timers.push((id, timer));
+                p.extra_mut().timers.insert(id, timer);
                 id
             })
         })?,
@@ -38,13 +38,7 @@ pub(crate) fn register(lua: &Lua, r: &Table, core: &Arc<Core>) -> mlua::Result<(
     r.set(
         "cancel_timer",
         lua.create_function(move |_, id: u64| {
-            let timer = with_proc(&c, running(&c), |p| {
-                let timers = &mut p.extra_mut().timers;
-                let i = timers.iter().position(|(t, _)| *t == id)?;
-                Some(timers.swap_remove(i).1)
-            })
-            .ok()
-            .flatten();
+            let timer = with_proc(&c, running(&c), |p| p.extra_mut().timers.remove(&id)).ok().flatten();
             if let Some(timer) = timer {
                 c.timers.cancel(timer);
             }

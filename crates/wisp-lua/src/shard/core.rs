@@ -120,7 +120,9 @@ pub(crate) struct Extras {
     pub(crate) message_listeners: Vec<u32>,
     pub(crate) next_listener: u32,
     pub(crate) supervision: Supervision,
-    pub(crate) timers: Vec<(u64, TimerId)>,
+    /// Pending timers by the id Lua knows them by: armed, fired and cancelled in O(1), and all
+    /// cancelled at the end in O(their number).
+    pub(crate) timers: FxHashMap<u64, TimerId>,
     pub(crate) next_timer: u64,
 }
 
@@ -129,7 +131,7 @@ pub(crate) static NO_EXTRAS: Extras = Extras {
     message_listeners: Vec::new(),
     next_listener: 0,
     supervision: Supervision { links: Vec::new(), monitors: Vec::new(), monitoring: Vec::new(), trap_links: false },
-    timers: Vec::new(),
+    timers: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
     next_timer: 0,
 };
 

@@ -431,7 +431,7 @@ pub(crate) unsafe fn push_chunk_from(
 
 /// Ends a process on the Rust side: stops its timers, closes its mailbox, hands it to the kernel.
 pub(crate) fn finish(core: &Core, p: LocalProc, result: ExitResult) {
-    for (_, timer) in &p.extra().timers {
+    for timer in p.extra().timers.values() {
         core.timers.cancel(*timer);
     }
     let mut leftover = p.mailbox.close();

@@ -161,10 +161,9 @@ pub(crate) unsafe fn push_item(
             }
         }
         Envelope::Timer(id) => {
-            let Some(i) = p.extra().timers.iter().position(|(t, _)| *t == id) else {
-                return Ok(Pushed::Nothing);
-            };
-            p.extra_mut().timers.swap_remove(i);
+            if p.extra().timers.is_empty() || p.extra_mut().timers.remove(&id).is_none() {
+                return Ok(Pushed::Nothing); // cancelled after it fired
+            }
             kind(K_TIMER);
             // SAFETY: as above.
             unsafe {
