@@ -1,4 +1,4 @@
-//! The timer service: one thread per runtime running short callbacks at deadlines.
+//! The timer service: a thread running short callbacks at deadlines (the runtime starts one per host).
 //!
 //! Structure: a hierarchical timing wheel (`Wheel`) behind one mutex, so that arming,
 //! cancelling and firing a timer cost the same however many are pending. Time is counted in
