@@ -166,6 +166,26 @@ fn get_id_list(m: &Mapping, key: &str, path: &str, p: &mut Probs) -> Vec<EntryId
     get_str_list(m, key, path, false, p).iter().filter_map(|s| parse_id(s, path, p)).collect()
 }
 
+/// `name` as an ID in `namespace` when it has no namespace of its own (policies and groups
+/// named in a security block).
+fn in_namespace(name: &str, namespace: &str) -> String {
+    if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("{namespace}:{name}")
+    }
+}
+
+/// A list of IDs whose items may leave out the namespace, meaning `namespace`.
+fn get_local_id_list(m: &Mapping, key: &str, path: &str, namespace: &str, p: &mut Probs) -> Vec<EntryId> {
+    get_str_list(m, key, path, false, p).iter().filter_map(|s| parse_id(&in_namespace(s, namespace), path, p)).collect()
+}
+
+/// Group names, each in `namespace` when it names none.
+fn get_group_list(m: &Mapping, path: &str, namespace: &str, p: &mut Probs) -> Vec<String> {
+    get_str_list(m, "groups", path, false, p).iter().map(|g| in_namespace(g, namespace)).collect()
+}
+
 fn scalar_text(v: &Y) -> String {
     match v {
         Y::Null => String::new(),
@@ -281,7 +301,7 @@ fn parse_restart(m: &Mapping, p: &mut Probs) -> RestartPolicyParams {
     r
 }
 
-fn parse_security(m: &Mapping, p: &mut Probs) -> Option<SecuritySpec> {
+fn parse_security(m: &Mapping, namespace: &str, p: &mut Probs) -> Option<SecuritySpec> {
     let m = get_map(m, "security", "lifecycle.security", p)?;
     let actor = get_map(m, "actor", "security.actor", p).map(|a| Actor {
         id: get_str(a, "id", "actor.id", p).unwrap_or_default(),
@@ -289,18 +309,24 @@ fn parse_security(m: &Mapping, p: &mut Probs) -> Option<SecuritySpec> {
     });
     Some(SecuritySpec {
         actor,
-        policies: get_id_list(m, "policies", "security.policies", p),
-        groups: get_str_list(m, "groups", "security.groups", false, p),
+        policies: get_local_id_list(m, "policies", "security.policies", namespace, p),
+        groups: get_group_list(m, "security.groups", namespace, p),
     })
 }
 
-fn parse_lifecycle(m: &Mapping, p: &mut Probs) -> Lifecycle {
+fn parse_lifecycle(m: &Mapping, namespace: &str, p: &mut Probs) -> Lifecycle {
     let mut l = Lifecycle::default();
     let Some(m) = get_map(m, "lifecycle", "lifecycle", p) else {
         return l;
     };
     l.auto_start = get_bool(m, "auto_start", "lifecycle.auto_start", p).unwrap_or(false);
     l.requires = get_id_list(m, "requires", "lifecycle.requires", p);
+    // `depends_on` is an alias, merged in.
+    for id in get_id_list(m, "depends_on", "lifecycle.depends_on", p) {
+        if !l.requires.contains(&id) {
+            l.requires.push(id);
+        }
+    }
     l.start_timeout = get_duration(m, "start_timeout", "lifecycle.start_timeout", p);
     if let Some(d) = get_duration(m, "stop_timeout", "lifecycle.stop_timeout", p) {
         l.stop_timeout = d;
@@ -309,11 +335,11 @@ fn parse_lifecycle(m: &Mapping, p: &mut Probs) -> Lifecycle {
         l.stable_threshold = d;
     }
     l.restart = parse_restart(m, p);
-    l.security = parse_security(m, p);
+    l.security = parse_security(m, namespace, p);
     l
 }
 
-fn parse_host(m: &Mapping, p: &mut Probs) -> HostSpec {
+fn parse_host(m: &Mapping, namespace: &str, p: &mut Probs) -> HostSpec {
     let mut h = HostSpec::default();
     if let Some(host) = get_map(m, "host", "host", p) {
         h.workers = get_uint(host, "workers", "host.workers", p).map(|n| n as usize);
@@ -322,11 +348,11 @@ fn parse_host(m: &Mapping, p: &mut Probs) -> HostSpec {
             h.limits.max_step = get_duration(limits, "max_step", "host.limits.max_step", p);
         }
     }
-    h.lifecycle = parse_lifecycle(m, p);
+    h.lifecycle = parse_lifecycle(m, namespace, p);
     h
 }
 
-fn parse_service(m: &Mapping, p: &mut Probs) -> Option<ServiceSpec> {
+fn parse_service(m: &Mapping, namespace: &str, p: &mut Probs) -> Option<ServiceSpec> {
     let process = get_id(m, "process", "process", p);
     let host = get_id(m, "host", "host", p);
     for key in ["process", "host"] {
@@ -342,13 +368,13 @@ fn parse_service(m: &Mapping, p: &mut Probs) -> Option<ServiceSpec> {
             Vec::new()
         }
     };
-    let lifecycle = parse_lifecycle(m, p);
+    let lifecycle = parse_lifecycle(m, namespace, p);
     Some(ServiceSpec { process: process?, host: host?, input, lifecycle })
 }
 
 /// A `security.policy` entry: its `policy:` as a [`Policy`] whose `id` is the entry ID.
 fn parse_policy(m: &Mapping, id: &EntryId, p: &mut Probs) -> Option<EntryKind> {
-    let groups = get_str_list(m, "groups", "groups", false, p);
+    let groups = get_group_list(m, "groups", &id.namespace, p);
     let Some(pm) = get_map(m, "policy", "policy", p) else {
         if get(m, "policy").is_none() {
             p.push("name", "missing `policy`".into());
@@ -670,9 +696,9 @@ impl Loader {
             "process.lua" => parse_lua(m, yaml_dir, &mut p).map(EntryKind::ProcessLua),
             "function.lua" => parse_lua(m, yaml_dir, &mut p).map(EntryKind::FunctionLua),
             "library.lua" => parse_lua(m, yaml_dir, &mut p).map(EntryKind::LibraryLua),
-            "process.host" => Some(EntryKind::ProcessHost(parse_host(m, &mut p))),
-            "terminal.host" => Some(EntryKind::TerminalHost(parse_host(m, &mut p))),
-            "process.service" => parse_service(m, &mut p).map(EntryKind::ProcessService),
+            "process.host" => Some(EntryKind::ProcessHost(parse_host(m, &id.namespace, &mut p))),
+            "terminal.host" => Some(EntryKind::TerminalHost(parse_host(m, &id.namespace, &mut p))),
+            "process.service" => parse_service(m, &id.namespace, &mut p).map(EntryKind::ProcessService),
             "security.policy" => parse_policy(m, &id, &mut p),
             _ => {
                 self.registry.warnings.push(Diagnostic {
@@ -710,6 +736,12 @@ impl Loader {
         let mut key_lines = HashMap::new();
         for key in ["imports", "process", "host", "requires", "policies"] {
             key_lines.insert(key, key_line(lines, range, key).map_or(line, |i| i + 1));
+        }
+        if key_line(lines, range, "requires").is_none() {
+            // Only the alias: a cycle is reported at its line.
+            if let Some(i) = key_line(lines, range, "depends_on") {
+                key_lines.insert("requires", i + 1);
+            }
         }
         flush(self, p, Some(&id));
         self.declared_index.insert(id.clone(), self.declared.len());

@@ -340,11 +340,12 @@ fn entries_are_the_supervisor_and_security_types() {
     assert_eq!(actor.id, "svc-actor");
     assert_eq!(actor.meta, [("level".into(), "3".into()), ("role".into(), "admin".into())].into());
     assert_eq!(sec.policies, [id("app:no_admin_kill")]);
-    assert_eq!(sec.groups, ["ops"]);
+    // A group named without a namespace is the entry's namespace's.
+    assert_eq!(sec.groups, ["app:ops"]);
 
     let entry = reg.get(&id("app:no_admin_kill")).unwrap();
     let EntryKind::SecurityPolicy { policy, groups } = &entry.kind else { panic!() };
-    assert_eq!(groups, &["ops", "audit"]);
+    assert_eq!(groups, &["app:ops", "app:audit"]);
     let policy: &Policy = policy;
     assert_eq!(entry.kind.policy(), Some(policy));
     assert_eq!(
@@ -496,4 +497,53 @@ proptest::proptest! {
         let want = Duration::from_millis(((h * 60 + m) * 60 + s) * 1000 + ms);
         proptest::prop_assert_eq!(parse_duration(&text), Ok(want));
     }
+}
+
+#[test]
+fn depends_on_merges_into_requires_and_security_names_default_to_the_entrys_namespace() {
+    let yaml = r#"namespace: app.svc
+entries:
+  - name: host
+    kind: process.host
+  - name: worker
+    kind: process.lua
+    source: file://worker.lua
+  - name: svc
+    kind: process.service
+    process: app.svc:worker
+    host: app.svc:host
+    lifecycle:
+      requires: [app.svc:host]
+      depends_on: [app.svc:host, app.svc:other]
+      security:
+        policies: [local_policy, app.svc:local_policy]
+        groups: [admins, other.ns:ops]
+  - name: other
+    kind: process.service
+    process: app.svc:worker
+    host: app.svc:host
+  - name: local_policy
+    kind: security.policy
+    groups: [admins]
+    policy: { actions: "*", resources: "*", effect: allow }
+"#;
+    let dir = TempDir::new(&[("app.yaml", yaml), ("worker.lua", "return { main = function() end }")]);
+    let reg = Registry::load_dir(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let EntryKind::ProcessService(s) = &reg.get(&id("app.svc:svc")).unwrap().kind else { panic!("not a service") };
+    assert_eq!(s.lifecycle.requires, [id("app.svc:host"), id("app.svc:other")]);
+    let security = s.lifecycle.security.as_ref().expect("a security block");
+    assert_eq!(security.policies, [id("app.svc:local_policy"), id("app.svc:local_policy")]);
+    assert_eq!(security.groups, ["app.svc:admins", "other.ns:ops"]);
+    let EntryKind::SecurityPolicy { groups, .. } = &reg.get(&id("app.svc:local_policy")).unwrap().kind else {
+        panic!("not a policy")
+    };
+    assert_eq!(groups, &["app.svc:admins"]);
+}
+
+#[test]
+fn a_requires_cycle_through_depends_on_is_reported_at_its_line() {
+    let yaml = "namespace: app\nentries:\n  - name: a\n    kind: process.host\n    lifecycle:\n      depends_on: [app:b]\n  - name: b\n    kind: process.host\n    lifecycle: { requires: [app:a] }\n";
+    let dir = TempDir::new(&[("a.yaml", yaml)]);
+    let errors = Registry::load_dir(&dir.0).expect_err("a cycle is an error").to_string();
+    assert!(errors.contains("a.yaml:6") && errors.contains("requires cycle: app:a -> app:b -> app:a"), "{errors}");
 }
