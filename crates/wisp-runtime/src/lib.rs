@@ -344,6 +344,7 @@ impl NodeBuilder {
             Watchdog::start(wisp_lua::DEFAULT_PREEMPT_TICK).map_err(|e| BuildError::Watchdog(e.to_string()))?;
         let watchdog_handle = watchdog.handle();
         let mut hosts = Vec::new();
+        let mut timer_handles = Vec::new();
         let mut host_names = FxHashMap::default();
         for (i, def) in defs.iter().enumerate() {
             let index = HostIndex(i as u16);
@@ -351,6 +352,7 @@ impl NodeBuilder {
                 .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
             let timers = Timers::with_clock(Arc::new(SystemClock))
                 .map_err(|e| BuildError::Host { host: def.name.clone(), message: e.to_string() })?;
+            timer_handles.push(timers.handle());
             host_names.insert(def.name.clone(), index);
             hosts.push(Host {
                 name: def.name.clone(),
@@ -378,13 +380,7 @@ impl NodeBuilder {
         });
         let _ = inner.me.set(Arc::downgrade(&inner));
         let chunks = Arc::new(ChunkCache::new());
-        for (host, def) in inner.hosts.iter().zip(&defs) {
-            let timer_handle = host
-                .timers
-                .lock()
-                .ok()
-                .and_then(|t| t.as_ref().map(Timers::handle))
-                .ok_or_else(|| BuildError::Host { host: def.name.clone(), message: "no timers".into() })?;
+        for ((host, def), timer_handle) in inner.hosts.iter().zip(&defs).zip(timer_handles) {
             let mut shards = Vec::new();
             for _ in 0..def.shards.max(1) {
                 let kernel: Arc<dyn Kernel> = inner.clone();
